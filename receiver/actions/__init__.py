@@ -1,0 +1,20 @@
+"""Action registry: adding a kind is one module and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from receiver.actions.alert_only import AlertOnly
+from receiver.actions.base import Action, ActionContext, ActionOutcome, ActionParams
+from receiver.actions.docker_restart import DockerRestart
+from receiver.actions.docker_start import DockerStart
+from receiver.actions.wait_retry import WaitRetry
+
+ACTIONS: Mapping[str, Action] = {
+    AlertOnly.kind: AlertOnly(),
+    WaitRetry.kind: WaitRetry(),
+    DockerRestart.kind: DockerRestart(),
+    DockerStart.kind: DockerStart(),
+}
+
+__all__ = ["ACTIONS", "Action", "ActionContext", "ActionOutcome", "ActionParams"]

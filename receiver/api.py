@@ -1,0 +1,243 @@
+"""HTTP handlers: authenticate (middleware), validate, persist, answer. No business logic."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from receiver import appkeys
+from receiver.catalog import load_catalog
+from receiver.db import repo
+from receiver.db.migrate import current_revision, head_revision
+from receiver.domain import ErrorType, IncidentStatus
+from receiver.errors import PlaybookError, StoreUnavailable
+from receiver.payloads import AlertmanagerWebhook, ExceptionReport, SuccessReport
+from receiver.signals import from_exception, from_webhook
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+M = TypeVar("M", bound=BaseModel)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_default))
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    415: web.HTTPUnsupportedMediaType,
+    422: web.HTTPUnprocessableEntity,
+    503: web.HTTPServiceUnavailable,
+}
+
+
+def _problem(status: int, error: str, detail: str, **extra: Any) -> web.HTTPException:
+    """A JSON error body: {"error": code, "detail": text, ...}."""
+    body = json.dumps({"error": error, "detail": detail, **extra}, default=_default)
+    if status == 413:
+        return web.HTTPRequestEntityTooLarge(
+            max_size=0, actual_size=0, text=body, content_type="application/json"
+        )
+    return _ERRORS[status](text=body, content_type="application/json")
+
+
+async def _parse(request: web.Request, model: type[M]) -> M:
+    """Body -> model, or a 4xx that names what is wrong."""
+    if request.content_type != "application/json":
+        raise _problem(415, "unsupported_media_type", "send Content-Type: application/json")
+    limit = request.app[appkeys.SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _problem(413, "too_large", f"body over {limit} bytes")
+    raw = await request.read()  # client_max_size also stops chunked bodies at the limit
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _problem(400, "bad_encoding", f"body is not UTF-8 (byte {exc.start})") from exc
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise _problem(
+            400, "invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(map(str, e["loc"])) or "(body)", "message": e["msg"]}
+            for e in exc.errors(include_url=False)[:20]
+        ]
+        first = errors[0]
+        raise _problem(
+            422, "invalid_payload", f"{first['field']}: {first['message']}", errors=errors
+        ) from exc
+
+
+async def _store(request: web.Request, signals: list[Any]) -> list[int | None]:
+    try:
+        return await request.app[appkeys.INGESTOR].submit(signals)
+    except StoreUnavailable as exc:
+        # 5xx makes Alertmanager retry: exactly what we want when nothing was stored.
+        raise _problem(503, "store_unavailable", f"not stored, retry later ({exc})") from exc
+
+
+@routes.post("/api/v1/alerts")
+async def post_alerts(request: web.Request) -> web.Response:
+    """Alertmanager webhook (version 4). 200 once every alert of the group is committed."""
+    payload = await _parse(request, AlertmanagerWebhook)
+    limit = request.app[appkeys.SETTINGS].max_alerts_per_request
+    if len(payload.alerts) > limit:
+        raise _problem(413, "too_many_alerts", f"{len(payload.alerts)} alerts, limit {limit}")
+    signals = from_webhook(payload, request.app[appkeys.CATALOG].current.classifier)
+    ids = await _store(request, signals)
+    return _json({"status": "stored", "alerts": len(signals), "incidents": ids})
+
+
+@routes.post("/api/v1/exceptions")
+async def post_exception(request: web.Request) -> web.Response:
+    """A scheduler's exception report. 202 once committed."""
+    report = await _parse(request, ExceptionReport)
+    signal = from_exception(report, request.app[appkeys.CATALOG].current.classifier)
+    ids = await _store(request, [signal])
+    return _json(
+        {"status": "stored", "incident": ids[0], "error_type": signal.error_type.value}, 202
+    )
+
+
+@routes.post("/api/v1/success")
+async def post_success(request: web.Request) -> web.Response:
+    """A scheduler's success ping: the task's incidents are resolved."""
+    report = await _parse(request, SuccessReport)
+    db = request.app[appkeys.DATABASE]
+    async with db.write() as session, session.begin():
+        ids = await repo.resolve_task(session, report.task, datetime.now(UTC))
+    if ids:
+        request.app[appkeys.METRICS].incidents_resolved.labels("task_success").inc(len(ids))
+    return _json({"status": "stored", "resolved": ids})
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise _problem(400, "bad_parameter", f"{name} must be an integer") from exc
+    if not lo <= value <= hi:
+        raise _problem(400, "bad_parameter", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _incident_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    data = dict(row)
+    data.pop("lease_until", None)
+    return data
+
+
+@routes.get("/api/v1/incidents")
+async def list_incidents(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in IncidentStatus.__members__.values():
+        raise _problem(
+            400, "bad_parameter", f"status must be one of {[s.value for s in IncidentStatus]}"
+        )
+    error_type = request.query.get("error_type")
+    if error_type is not None and error_type not in ErrorType.__members__:
+        raise _problem(400, "bad_parameter", f"unknown error_type {error_type!r}")
+    limit = _int_param(request, "limit", 50, 1, 500)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    async with request.app[appkeys.DATABASE].read() as session:
+        items, total = await repo.list_incidents(
+            session, status=status, error_type=error_type, limit=limit, offset=offset
+        )
+    return _json(
+        {
+            "items": [_incident_json(r) for r in items],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+@routes.get("/api/v1/incidents/{id}")
+async def get_incident(request: web.Request) -> web.Response:
+    try:
+        incident_id = int(request.match_info["id"])
+    except ValueError as exc:
+        raise _problem(400, "bad_parameter", "incident id must be an integer") from exc
+    async with request.app[appkeys.DATABASE].read() as session:
+        row = await repo.get_incident(session, incident_id)
+        if row is None:
+            raise _problem(404, "not_found", f"no incident {incident_id}")
+        logs = await repo.incident_heal_logs(session, incident_id)
+    return _json({**_incident_json(row), "heal_logs": logs})
+
+
+@routes.get("/api/v1/playbooks")
+async def list_playbooks(request: web.Request) -> web.Response:
+    async with request.app[appkeys.DATABASE].read() as session:
+        rows = await repo.list_playbooks(session)
+    return _json({"items": rows})
+
+
+@routes.post("/-/reload")
+async def reload(request: web.Request) -> web.Response:
+    """Re-read playbooks and classifier rules; a bad file leaves the running set in place."""
+    settings = request.app[appkeys.SETTINGS]
+    try:
+        catalog = await load_catalog(request.app[appkeys.DATABASE], settings.playbooks)
+    except PlaybookError as exc:
+        raise _problem(422, "invalid_playbooks", str(exc)) from exc
+    request.app[appkeys.CATALOG].current = catalog
+    request.app[appkeys.METRICS].playbooks_loaded.set(len(catalog.playbooks))
+    return _json({"status": "reloaded", "playbooks": len(catalog.playbooks)})
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    db = request.app[appkeys.DATABASE]
+    try:
+        async with db.read() as session:
+            await session.execute(text("SELECT 1"))
+        revision = await current_revision(db)
+    except (SQLAlchemyError, OSError) as exc:
+        return _json({"status": "unavailable", "detail": type(exc).__name__}, 503)
+    head = head_revision()
+    if revision != head:
+        return _json({"status": "migrating", "revision": revision, "head": head}, 503)
+    return _json({"status": "ready", "revision": revision})
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Store trouble is a 503 (retry later); nothing a client sends becomes a 500."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException:
+        raise
+    except SQLAlchemyError as exc:
+        log.warning("store error on %s %s: %s", request.method, request.path, type(exc).__name__)
+        raise _problem(503, "store_unavailable", "the store is unavailable, retry later") from exc

@@ -1,0 +1,108 @@
+"""The application factory. Start-up order, in one place: database (migrate, sync playbooks),
+Docker client, ingest writer, heal worker. Each is a cleanup context: create, yield, dispose."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from receiver import appkeys
+from receiver.api import error_middleware, routes
+from receiver.auth import auth_middleware
+from receiver.catalog import CatalogHolder, load_catalog
+from receiver.config import Settings
+from receiver.db import repo
+from receiver.db.engine import open_database
+from receiver.db.migrate import upgrade
+from receiver.domain import ACTIVE_STATUSES
+from receiver.ingest import Ingestor
+from receiver.metrics import build_metrics
+from receiver.worker import HealWorker
+
+log = logging.getLogger(__name__)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    db = open_database(settings.database_url)
+    try:
+        await upgrade(db)
+        catalog = await load_catalog(db, settings.playbooks)
+        app[appkeys.DATABASE] = db
+        app[appkeys.CATALOG] = CatalogHolder(catalog)
+        app[appkeys.METRICS].playbooks_loaded.set(len(catalog.playbooks))
+        log.info("store ready (%s); %d playbooks", db.dialect, len(catalog.playbooks))
+        yield
+    finally:
+        await db.dispose()
+
+
+async def _docker(app: web.Application) -> AsyncIterator[None]:
+    url = app[appkeys.SETTINGS].docker_url
+    if url is None:
+        yield
+        return
+    from aiodocker import Docker
+
+    client = Docker(url=url)
+    app[appkeys.RESOURCES] = {"docker": client}
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    worker = HealWorker(
+        app[appkeys.SETTINGS],
+        app[appkeys.DATABASE],
+        app[appkeys.CATALOG],
+        app[appkeys.METRICS],
+        resources=app.get(appkeys.RESOURCES),
+    )
+    app[appkeys.WORKER] = worker
+    ingestor = Ingestor(
+        app[appkeys.DATABASE],
+        app[appkeys.METRICS],
+        max_batch=app[appkeys.SETTINGS].ingest_max_batch,
+        on_commit=worker.wake,
+    )
+    app[appkeys.INGESTOR] = ingestor
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(ingestor.running())
+        await stack.enter_async_context(worker.running())
+        yield
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    metrics = request.app[appkeys.METRICS]
+    with contextlib.suppress(Exception):
+        async with request.app[appkeys.DATABASE].read() as session:
+            counts = await repo.active_counts(session)
+        for status in ACTIVE_STATUSES:
+            metrics.active_incidents.labels(status.value).set(counts.get(status.value, 0))
+    body = generate_latest(request.app[appkeys.REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the service from settings; nothing starts until the app runs."""
+    settings.check_exposure()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(settings)],
+    )
+    registry = CollectorRegistry()
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.REGISTRY] = registry
+    app[appkeys.METRICS] = build_metrics(registry)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_docker)
+    app.cleanup_ctx.append(_worker)
+    app.add_routes(routes)
+    app.router.add_get("/metrics", metrics_view)
+    return app

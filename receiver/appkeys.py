@@ -1,0 +1,25 @@
+"""Typed application state keys, all in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from receiver.catalog import CatalogHolder
+from receiver.config import Settings
+from receiver.db.engine import Database
+from receiver.ingest import Ingestor
+from receiver.metrics import Metrics
+from receiver.worker import HealWorker
+
+SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS = web.AppKey("metrics", Metrics)
+DATABASE = web.AppKey("database", Database)
+CATALOG = web.AppKey("catalog", CatalogHolder)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+WORKER = web.AppKey("worker", HealWorker)
+RESOURCES = web.AppKey("resources", Mapping[str, Any])

@@ -1,0 +1,58 @@
+"""Bearer and basic authentication, as Alertmanager's http_config sends them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from receiver.config import Settings
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def authorized(settings: Settings, header: str | None) -> bool:
+    """True when the Authorization header carries a configured credential."""
+    if not settings.has_credentials:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and settings.auth_token is not None:
+        return _eq(value, settings.auth_token.get_secret_value())
+    if scheme == "basic" and settings.basic_auth is not None:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return _eq(decoded, settings.basic_auth.get_secret_value())
+    return False
+
+
+def auth_middleware(settings: Settings) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS and not authorized(
+            settings, request.headers.get("Authorization")
+        ):
+            challenge = (
+                'Bearer realm="autoheal"' if settings.auth_token else 'Basic realm="autoheal"'
+            )
+            return web.json_response(
+                {"error": "unauthorized", "detail": "missing or wrong credentials"},
+                status=401,
+                headers={"WWW-Authenticate": challenge},
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware

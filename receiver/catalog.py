@@ -1,0 +1,40 @@
+"""The loaded playbooks and classifier, swapped as a whole on reload."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from receiver.classify import Classifier, load_classifier
+from receiver.db import repo
+from receiver.db.engine import Database
+from receiver.playbooks import Playbook, load_playbooks
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    playbooks: tuple[Playbook, ...]
+    classifier: Classifier
+    ids: Mapping[str, int]  # playbook name -> row id
+
+
+def load_files(directory: Path) -> tuple[list[Playbook], Classifier]:
+    """Read and validate; raises PlaybookError naming file, playbook and field."""
+    return load_playbooks(directory), load_classifier(directory)
+
+
+async def load_catalog(db: Database, directory: Path) -> Catalog:
+    """Validate the YAML, then sync it into the playbooks table (stats survive)."""
+    playbooks, classifier = load_files(directory)
+    async with db.write() as session, session.begin():
+        ids = await repo.sync_playbooks(session, playbooks, datetime.now(UTC))
+    return Catalog(tuple(playbooks), classifier, ids)
+
+
+class CatalogHolder:
+    """The current catalog; readers take ``current`` once per unit of work."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.current = catalog

@@ -1,0 +1,88 @@
+"""Classifier: error type from labels and text, by rules in playbooks/classifiers.yaml."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from receiver.domain import ErrorType
+from receiver.errors import PlaybookError
+from receiver.textmatch import TextPatterns, fold
+
+CLASSIFIERS_FILE = "classifiers.yaml"
+
+
+class _RuleModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    error_type: ErrorType
+    patterns: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+    regex: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alertnames: dict[str, ErrorType] = Field(default_factory=dict)
+    rules: list[_RuleModel] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    error_type: ErrorType
+    patterns: TextPatterns
+
+
+@dataclass(frozen=True, slots=True)
+class Classifier:
+    """Explicit ``error_type`` label, then alertname mapping, then the first matching rule."""
+
+    alertnames: Mapping[str, ErrorType]
+    rules: tuple[Rule, ...]
+
+    def classify(self, labels: Mapping[str, str], text: str) -> ErrorType:
+        explicit = labels.get("error_type", "").strip().upper()
+        if explicit in ErrorType.__members__:
+            return ErrorType(explicit)
+        mapped = self.alertnames.get(labels.get("alertname", ""))
+        if mapped is not None:
+            return mapped
+        folded = fold(text)
+        for rule in self.rules:
+            if rule.patterns.search(folded):
+                return rule.error_type
+        return ErrorType.UNKNOWN
+
+    @classmethod
+    def empty(cls) -> Classifier:
+        return cls({}, ())
+
+
+def load_classifier(directory: Path) -> Classifier:
+    """Load ``classifiers.yaml`` from the playbooks directory (absent: classify by label only)."""
+    path = directory / CLASSIFIERS_FILE
+    if not path.exists():
+        return Classifier.empty()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        model = _FileModel.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise PlaybookError(str(path), None, None, f"not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise PlaybookError(str(path), None, field, err["msg"]) from exc
+    rules = []
+    for index, rule in enumerate(model.rules):
+        if not rule.patterns and not rule.regex:
+            raise PlaybookError(str(path), None, f"rules.{index}", "needs patterns or regex")
+        try:
+            patterns = TextPatterns.build(rule.patterns, rule.regex)
+        except re.error as exc:
+            raise PlaybookError(str(path), None, f"rules.{index}.regex", str(exc)) from exc
+        rules.append(Rule(rule.error_type, patterns))
+    return Classifier(dict(model.alertnames), tuple(rules))

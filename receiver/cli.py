@@ -1,0 +1,219 @@
+"""The ``autoheal`` command. Settings are built here once and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from receiver.errors import AutohealError
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from receiver.config import load_settings
+
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from receiver.app import create_app
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    app = create_app(settings)
+    # Alertmanager holds keep-alive connections open: a short shutdown_timeout lets us stop.
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=5,
+        access_log=None,
+        print=lambda msg: logging.getLogger("receiver").info("%s", msg.strip()),
+    )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from receiver.catalog import load_files
+    from receiver.config import default_playbooks_dir
+
+    directory = Path(args.directory) if args.directory else None
+    if directory is None:
+        directory = _settings(args).playbooks if args.config else default_playbooks_dir()
+    playbooks, classifier = load_files(directory)
+    print(
+        f"ok: {len(playbooks)} playbooks, {len(classifier.rules)} classifier rules in {directory}"
+    )
+    for pb in playbooks:
+        matchers = ", ".join(str(m) for m in pb.matchers) or "-"
+        print(f"  {pb.name} [{pb.error_type.value}] {pb.action_type} matchers: {matchers}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Show what would happen to a payload: classification and playbook, nothing run."""
+    from pydantic import ValidationError
+
+    from receiver.actions import ACTIONS
+    from receiver.catalog import load_files
+    from receiver.config import default_playbooks_dir
+    from receiver.errors import SlotError
+    from receiver.payloads import AlertmanagerWebhook, ExceptionReport
+    from receiver.playbooks import candidates
+    from receiver.signals import from_exception, from_webhook
+    from receiver.templating import render
+
+    directory = Path(args.playbooks) if args.playbooks else default_playbooks_dir()
+    playbooks, classifier = load_files(directory)
+    data = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    try:
+        if isinstance(data, dict) and "alerts" in data:
+            signals = from_webhook(AlertmanagerWebhook.model_validate(data), classifier)
+        else:
+            signals = [from_exception(ExceptionReport.model_validate(data), classifier)]
+    except ValidationError as exc:
+        print(f"invalid payload: {exc}", file=sys.stderr)
+        return 2
+    for s in signals:
+        state = "firing" if s.firing else "resolved"
+        print(f"{s.task_name} ({state}) -> {s.error_type.value}, severity {s.severity.value}")
+        if not s.firing:
+            print("  resolves its incident")
+            continue
+        found = candidates(playbooks, s)
+        if not found:
+            print("  no playbook matches: would escalate (no_playbook)")
+            continue
+        pb = found[0]
+        action = ACTIONS[pb.action_type]
+        try:
+            params = action.params_model.model_validate(
+                render(pb.action_params, s.labels, s.annotations)
+            )
+            print(f"  playbook {pb.name!r}: would run {action.describe(params)}")
+        except (SlotError, ValidationError) as exc:
+            print(f"  playbook {pb.name!r}: refused ({exc}); would escalate")
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from receiver.db import repo
+    from receiver.db.engine import open_database
+
+    async def run() -> None:
+        db = open_database(_settings(args).database_url)
+        try:
+            async with db.read() as session:
+                rows, total = await repo.list_incidents(
+                    session,
+                    status=args.status,
+                    error_type=args.error_type,
+                    limit=args.limit,
+                    offset=0,
+                )
+        finally:
+            await db.dispose()
+        _print_rows(
+            rows,
+            [
+                "id",
+                "status",
+                "error_type",
+                "task_name",
+                "retry_count",
+                "escalation_reason",
+                "created_at",
+            ],
+        )
+        print(f"({len(rows)} of {total})")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_playbooks(args: argparse.Namespace) -> int:
+    from receiver.db import repo
+    from receiver.db.engine import open_database
+
+    async def run() -> None:
+        db = open_database(_settings(args).database_url)
+        try:
+            async with db.read() as session:
+                rows = await repo.list_playbooks(session)
+        finally:
+            await db.dispose()
+        _print_rows(
+            rows,
+            ["id", "name", "error_type", "action_type", "is_active", "success_count", "fail_count"],
+        )
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from receiver.db.engine import open_database
+    from receiver.db.migrate import current_revision, upgrade
+
+    async def run() -> str | None:
+        db = open_database(_settings(args).database_url)
+        try:
+            await upgrade(db)
+            return await current_revision(db)
+        finally:
+            await db.dispose()
+
+    print(f"database at revision {asyncio.run(run())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoheal", description=__doc__)
+    parser.add_argument("--config", type=Path, help="YAML settings file (env vars win)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service").set_defaults(func=cmd_serve)
+    p = sub.add_parser("check", help="validate playbooks and classifier rules")
+    p.add_argument("directory", nargs="?")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("replay", help="what would happen to a payload (nothing runs)")
+    p.add_argument("file")
+    p.add_argument("--playbooks")
+    p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("incidents", help="list incidents")
+    p.add_argument("--status")
+    p.add_argument("--error-type")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_incidents)
+    sub.add_parser("playbooks", help="list playbooks with counts").set_defaults(func=cmd_playbooks)
+    db = sub.add_parser("db", help="database")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AutohealError as exc:
+        print(f"autoheal: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,147 @@
+"""Settings: environment variables (prefix ``AUTOHEAL_``) over an optional YAML file.
+
+Built once by the entry point and passed down; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from receiver.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_playbooks_dir() -> Path:
+    """The playbooks shipped with the source tree, else ./playbooks."""
+    bundled = PACKAGE_DIR.parent / "playbooks"
+    return bundled if bundled.is_dir() else Path("playbooks")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. See README.md, section Settings."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOHEAL_", extra="forbid", frozen=True)
+
+    listen: str = "127.0.0.1:9095"
+    database_url: str = "sqlite+aiosqlite:///autoheal.db"
+    playbooks: Path = Field(default_factory=default_playbooks_dir)
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    basic_auth: SecretStr | None = None
+    basic_auth_file: Path | None = None
+    dry_run: bool = False
+    docker_url: str | None = "unix:///var/run/docker.sock"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_alerts_per_request: int = Field(default=1000, ge=1)
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    action_timeout_seconds: float = Field(default=60.0, gt=0)
+    retry_backoff_seconds: float = Field(default=30.0, ge=0)
+    default_verify_seconds: float = Field(default=300.0, ge=0)
+    ingest_max_batch: int = Field(default=512, ge=1)
+    replica_id: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the YAML file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9095")
+        return value
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _check_basic(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must be user:password")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        # Secrets may live in files (Kubernetes/systemd credentials); read them once here.
+        for attr, file_attr in (
+            ("auth_token", "auth_token_file"),
+            ("basic_auth", "basic_auth_file"),
+        ):
+            path = getattr(self, file_attr)
+            if path is not None and getattr(self, attr) is None:
+                try:
+                    secret = path.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(f"{file_attr}: cannot read {path}: {exc.strerror}") from exc
+                object.__setattr__(self, attr, SecretStr(secret))
+        if self.basic_auth is not None and ":" not in self.basic_auth.get_secret_value():
+            raise ValueError("basic_auth must be user:password")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.auth_token is not None or self.basic_auth is not None
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond loopback with nobody authenticated."""
+        if self.has_credentials:
+            return
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        if not loopback:
+            raise ConfigError(
+                f"refusing to listen on {self.listen} without credentials: "
+                "set AUTOHEAL_AUTH_TOKEN or AUTOHEAL_BASIC_AUTH, or listen on 127.0.0.1"
+            )
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from an optional YAML file, the environment and overrides."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{config_file}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: top level must be a mapping")
+        data.update(loaded or {})
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValueError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,84 @@
+"""Engine and sessions for SQLite (embedded default) and PostgreSQL (several replicas)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from receiver.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """One engine; ``write`` sessions take SQLite's write lock up front, ``read`` ones don't."""
+
+    engine: AsyncEngine
+    write: async_sessionmaker[AsyncSession]
+    read: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_setup(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so "begin" below decides the BEGIN kind.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the webhook is answered (grouped, so it is cheap).
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        # A deferred transaction that later writes can fail with SQLITE_BUSY without waiting;
+        # writers take the lock at BEGIN and wait their turn instead.
+        readonly = conn.get_execution_options().get("autoheal_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def open_database(url: str, **engine_kw: Any) -> Database:
+    """Create the engine for an SQLAlchemy async URL."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"AUTOHEAL_DATABASE_URL is not a database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername != "sqlite+aiosqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        if parsed.database in (None, "", ":memory:"):
+            raise ConfigError("SQLite needs a file path (an in-memory database is not durable)")
+    elif backend == "postgresql":
+        if parsed.drivername != "postgresql+asyncpg":
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        engine_kw.setdefault("pool_size", 10)
+        engine_kw.setdefault("pool_pre_ping", True)
+    else:
+        raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    engine = create_async_engine(parsed, **engine_kw)
+    if backend == "sqlite":
+        _sqlite_setup(engine)
+    read_engine = engine.execution_options(autoheal_readonly=True)
+    return Database(
+        engine=engine,
+        write=async_sessionmaker(engine, expire_on_commit=False),
+        read=async_sessionmaker(read_engine, expire_on_commit=False),
+    )

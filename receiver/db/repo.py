@@ -1,0 +1,467 @@
+"""Repository functions: the session comes first, the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from receiver.db.schema import cooldowns, heal_logs, incidents, playbooks, signals
+from receiver.domain import (
+    ACTIVE_STATUSES,
+    EscalationReason,
+    HealResult,
+    IncidentStatus,
+    Signal,
+    Source,
+)
+from receiver.playbooks import Playbook
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_RESOLVABLE = [*_ACTIVE, IncidentStatus.ESCALATED.value]
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(session: AsyncSession, table: Any) -> sqlite.Insert | postgresql.Insert:
+    """The dialect's INSERT, which knows ON CONFLICT (both spell it the same)."""
+    if _dialect(session) == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    incident_ids: dict[str, int]  # incident key -> id, for the keys this batch touched
+    opened: list[tuple[int, str]]  # (incident id, error type) for incidents created now
+    resolved: int
+
+
+async def ingest(session: AsyncSession, batch: Sequence[Signal], now: datetime) -> IngestOutcome:
+    """Store signals and open, attach or resolve incidents: a few statements per batch."""
+    sig_rows: dict[str, dict[str, Any]] = {}
+    for s in batch:
+        row = sig_rows.get(s.idempotency_key)
+        if row is not None:
+            row["occurrences"] += 1
+            continue
+        sig_rows[s.idempotency_key] = {
+            "idempotency_key": s.idempotency_key,
+            "source": s.source.value,
+            "incident_key": s.incident_key,
+            "status": "firing" if s.firing else "resolved",
+            "fingerprint": s.fingerprint,
+            "labels": dict(s.labels),
+            "annotations": dict(s.annotations),
+            "message": s.message,
+            "payload": _jsonable(s.extra),
+            "occurrences": 1,
+            "received_at": now,
+            "last_received_at": now,
+        }
+    ins = _insert(session, signals)
+    await session.execute(
+        ins.values(list(sig_rows.values())).on_conflict_do_update(
+            index_elements=[signals.c.idempotency_key],
+            set_={
+                "occurrences": signals.c.occurrences + ins.excluded.occurrences,
+                "last_received_at": ins.excluded.last_received_at,
+            },
+        )
+    )
+
+    ids: dict[str, int] = {}
+    opened: list[tuple[int, str]] = []
+    for source in Source:
+        rows = _incident_rows([s for s in batch if s.firing and s.source is source], now)
+        if not rows:
+            continue
+        ins = _insert(session, incidents)
+        set_: dict[str, Any] = {
+            "occurrences": incidents.c.occurrences + ins.excluded.occurrences,
+            "last_seen_at": ins.excluded.last_seen_at,
+            "updated_at": ins.excluded.updated_at,
+        }
+        if source is Source.SCHEDULER:
+            # The job failed again while we waited to see if the repair held: judge now.
+            set_["next_attempt_at"] = case(
+                (incidents.c.status == IncidentStatus.VERIFYING.value, ins.excluded.last_seen_at),
+                else_=incidents.c.next_attempt_at,
+            )
+        stmt = (
+            ins.values(rows)
+            .on_conflict_do_update(index_elements=[incidents.c.dedup_key], set_=set_)
+            .returning(
+                incidents.c.id,
+                incidents.c.dedup_key,
+                incidents.c.created_at,
+                incidents.c.error_type,
+            )
+        )
+        for inc_id, key, created_at, error_type in (await session.execute(stmt)).all():
+            ids[key] = inc_id
+            if created_at == now:
+                opened.append((inc_id, error_type))
+
+    resolved_keys = [s.incident_key for s in batch if not s.firing]
+    resolved = 0
+    if resolved_keys:
+        result = await session.execute(
+            update(incidents)
+            .where(incidents.c.dedup_key.in_(resolved_keys), incidents.c.status.in_(_RESOLVABLE))
+            .values(
+                status=IncidentStatus.RESOLVED.value,
+                resolved_at=now,
+                updated_at=now,
+                next_attempt_at=None,
+            )
+            .returning(incidents.c.id, incidents.c.dedup_key)
+        )
+        found = result.all()
+        ids.update({key: inc_id for inc_id, key in found})
+        resolved = len(found)
+    return IngestOutcome(ids, opened, resolved)
+
+
+def _incident_rows(batch: Iterable[Signal], now: datetime) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for s in batch:
+        row = rows.get(s.incident_key)
+        if row is not None:
+            row["occurrences"] += 1
+            continue
+        rows[s.incident_key] = {
+            "dedup_key": s.incident_key,
+            "source": s.source.value,
+            "task_name": s.task_name,
+            "error_type": s.error_type.value,
+            "error_message": s.message,
+            "error_traceback": s.traceback,
+            "severity": s.severity.value,
+            "status": IncidentStatus.OPEN.value,
+            "retry_count": 0,
+            "occurrences": 1,
+            "fingerprint": s.fingerprint,
+            "signature": s.signature,
+            "labels": dict(s.labels),
+            "annotations": dict(s.annotations),
+            "next_attempt_at": now,
+            "starts_at": s.starts_at or s.occurred_at,
+            "last_seen_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+    return list(rows.values())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+async def resolve_task(session: AsyncSession, task: str, now: datetime) -> list[int]:
+    """A scheduler's success ping: its task's open and escalated incidents are resolved."""
+    result = await session.execute(
+        update(incidents)
+        .where(
+            incidents.c.source == Source.SCHEDULER.value,
+            incidents.c.task_name == task,
+            incidents.c.status.in_(_RESOLVABLE),
+        )
+        .values(
+            status=IncidentStatus.RESOLVED.value,
+            resolved_at=now,
+            updated_at=now,
+            dedup_key=None,
+            next_attempt_at=None,
+        )
+        .returning(incidents.c.id)
+    )
+    return [r[0] for r in result.all()]
+
+
+async def sync_playbooks(
+    session: AsyncSession, loaded: Sequence[Playbook], now: datetime
+) -> dict[str, int]:
+    """Upsert the YAML playbooks by name; counts survive. Rows no longer in YAML go inactive."""
+    existing = {
+        row.name: row
+        for row in (
+            await session.execute(select(playbooks.c.id, playbooks.c.name, playbooks.c.digest))
+        ).all()
+    }
+    ids: dict[str, int] = {}
+    for pb in loaded:
+        d = pb.definition()
+        values = {
+            "error_type": d["error_type"],
+            "match_pattern": d["match_pattern"],
+            "severity_min": d["severity_min"],
+            "action_type": d["action_type"],
+            "action_params": d["action_params"],
+            "cooldown_min": d["cooldown_min"],
+            "max_retries": d["max_retries"],
+            "is_active": d["is_active"],
+            "definition": d,
+            "digest": pb.digest,
+            "file": pb.file,
+        }
+        row = existing.get(pb.name)
+        if row is None:
+            ins = _insert(session, playbooks)
+            await session.execute(
+                ins.values(
+                    name=pb.name,
+                    success_count=0,
+                    fail_count=0,
+                    km_synced=False,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                ).on_conflict_do_nothing(index_elements=[playbooks.c.name])
+            )
+        elif row.digest != pb.digest:
+            await session.execute(
+                update(playbooks).where(playbooks.c.id == row.id).values(updated_at=now, **values)
+            )
+    gone = set(existing) - {pb.name for pb in loaded}
+    if gone:
+        await session.execute(
+            update(playbooks)
+            .where(playbooks.c.name.in_(gone), playbooks.c.is_active.is_(True))
+            .values(is_active=False, updated_at=now)
+        )
+    for pid, pname in (await session.execute(select(playbooks.c.id, playbooks.c.name))).all():
+        ids[pname] = pid
+    return ids
+
+
+async def claim(
+    session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[int]:
+    """Lease up to ``limit`` due incidents. Expired leases are taken over (a dead replica)."""
+    due = (
+        select(incidents.c.id)
+        .where(
+            incidents.c.status.in_(_ACTIVE),
+            incidents.c.next_attempt_at <= now,
+            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
+        )
+        .order_by(incidents.c.next_attempt_at)
+        .limit(limit)
+    )
+    if _dialect(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    candidates = [r[0] for r in (await session.execute(due)).all()]
+    if not candidates:
+        return []
+    result = await session.execute(
+        update(incidents)
+        .where(
+            incidents.c.id.in_(candidates),
+            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=now + lease)
+        .returning(incidents.c.id)
+    )
+    return [r[0] for r in result.all()]
+
+
+async def release(session: AsyncSession, incident_id: int, owner: str) -> None:
+    await session.execute(
+        update(incidents)
+        .where(incidents.c.id == incident_id, incidents.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    """When the earliest active incident falls due: how long the worker may sleep."""
+    value = await session.scalar(
+        select(func.min(incidents.c.next_attempt_at)).where(incidents.c.status.in_(_ACTIVE))
+    )
+    return value if isinstance(value, datetime) else None
+
+
+async def get_incident(session: AsyncSession, incident_id: int) -> dict[str, Any] | None:
+    row = (await session.execute(select(incidents).where(incidents.c.id == incident_id))).first()
+    return dict(row._mapping) if row else None
+
+
+async def update_incident(
+    session: AsyncSession,
+    incident_id: int,
+    values: Mapping[str, Any],
+    *,
+    only_if_status: Iterable[str] | None = None,
+) -> bool:
+    """Apply values; with only_if_status, only while the incident is still in one of them."""
+    stmt = update(incidents).where(incidents.c.id == incident_id).values(**values)
+    if only_if_status is not None:
+        stmt = stmt.where(incidents.c.status.in_(list(only_if_status)))
+    result = await session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def escalate(
+    session: AsyncSession, incident: Mapping[str, Any], reason: EscalationReason, now: datetime
+) -> bool:
+    values: dict[str, Any] = {
+        "status": IncidentStatus.ESCALATED.value,
+        "escalation_reason": reason.value,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+    if incident["source"] == Source.SCHEDULER.value:
+        values["dedup_key"] = None
+    return await update_incident(session, incident["id"], values, only_if_status=_ACTIVE)
+
+
+async def resolve(session: AsyncSession, incident: Mapping[str, Any], now: datetime) -> bool:
+    values: dict[str, Any] = {
+        "status": IncidentStatus.RESOLVED.value,
+        "resolved_at": now,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+    if incident["source"] == Source.SCHEDULER.value:
+        values["dedup_key"] = None
+    return await update_incident(session, incident["id"], values, only_if_status=_ACTIVE)
+
+
+async def add_heal_log(session: AsyncSession, **values: Any) -> int:
+    values.setdefault("result_output", "")
+    values.setdefault("duration_ms", 0)
+    result = await session.execute(heal_logs.insert().values(**values).returning(heal_logs.c.id))
+    return int(result.scalar_one())
+
+
+async def finish_heal_log(session: AsyncSession, log_id: int, **values: Any) -> None:
+    await session.execute(update(heal_logs).where(heal_logs.c.id == log_id).values(**values))
+
+
+async def fail_interrupted(session: AsyncSession, incident_id: int, now: datetime) -> int:
+    """Pending attempts left by a replica that died mid-heal become failures."""
+    result = await session.execute(
+        update(heal_logs)
+        .where(
+            heal_logs.c.incident_id == incident_id,
+            heal_logs.c.result == HealResult.PENDING.value,
+        )
+        .values(
+            result=HealResult.FAILED.value,
+            reason="interrupted",
+            result_output="attempt interrupted: the worker stopped before it finished",
+            finished_at=now,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def count_playbook(session: AsyncSession, playbook_id: int, ok: bool) -> None:
+    column = playbooks.c.success_count if ok else playbooks.c.fail_count
+    await session.execute(
+        update(playbooks).where(playbooks.c.id == playbook_id).values({column: column + 1})
+    )
+
+
+async def take_cooldown(
+    session: AsyncSession,
+    playbook_id: int,
+    target: str,
+    incident_id: int,
+    cooldown: timedelta,
+    now: datetime,
+) -> datetime | None:
+    """Take the (playbook, target) cooldown; None if taken, else when it frees up.
+
+    The incident that holds it may act again (its retries are bounded by max_retries).
+    """
+    ins = _insert(session, cooldowns)
+    created = await session.execute(
+        ins.values(
+            playbook_id=playbook_id, target=target, incident_id=incident_id, last_action_at=now
+        ).on_conflict_do_nothing()
+    )
+    if created.rowcount:  # type: ignore[attr-defined]
+        return None
+    key = and_(cooldowns.c.playbook_id == playbook_id, cooldowns.c.target == target)
+    taken = await session.execute(
+        update(cooldowns)
+        .where(
+            key,
+            or_(
+                cooldowns.c.last_action_at <= now - cooldown, cooldowns.c.incident_id == incident_id
+            ),
+        )
+        .values(last_action_at=now, incident_id=incident_id)
+    )
+    if taken.rowcount:  # type: ignore[attr-defined]
+        return None
+    last = await session.scalar(select(cooldowns.c.last_action_at).where(key))
+    return (last or now) + cooldown
+
+
+async def list_incidents(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    error_type: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    conds = []
+    if status:
+        conds.append(incidents.c.status == status)
+    if error_type:
+        conds.append(incidents.c.error_type == error_type)
+    total = await session.scalar(select(func.count()).select_from(incidents).where(*conds))
+    rows = (
+        await session.execute(
+            select(incidents)
+            .where(*conds)
+            .order_by(incidents.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows], int(total or 0)
+
+
+async def incident_heal_logs(session: AsyncSession, incident_id: int) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            select(heal_logs)
+            .where(heal_logs.c.incident_id == incident_id)
+            .order_by(heal_logs.c.created_at, heal_logs.c.id)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def list_playbooks(session: AsyncSession) -> list[dict[str, Any]]:
+    rows = (await session.execute(select(playbooks).order_by(playbooks.c.id))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def active_counts(session: AsyncSession) -> dict[str, int]:
+    rows = (
+        await session.execute(
+            select(incidents.c.status, func.count())
+            .where(incidents.c.status.in_(_ACTIVE))
+            .group_by(incidents.c.status)
+        )
+    ).all()
+    return {status: int(n) for status, n in rows}

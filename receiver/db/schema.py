@@ -1,0 +1,172 @@
+"""Tables. The seed's incidents / playbooks / heal_logs keep their field names; the columns
+added here (dedup keys, leases, deadlines, cooldown rows) are what lets several replicas share
+the work through the database alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _now_col(name: str, **kw: Any) -> Column[datetime]:
+    return Column(name, UTCDateTime(), nullable=False, **kw)
+
+
+playbooks = Table(
+    "playbooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("error_type", String(50), nullable=False, index=True),
+    Column("match_pattern", JSON, nullable=False),
+    Column("severity_min", String(2), nullable=False, default="P3"),
+    Column("action_type", String(50), nullable=False),
+    Column("action_params", JSON, nullable=False),
+    Column("cooldown_min", Float, nullable=False, default=30),
+    Column("max_retries", Integer, nullable=False, default=3),
+    Column("is_active", Boolean, nullable=False, default=True, index=True),
+    Column("success_count", Integer, nullable=False, default=0),
+    Column("fail_count", Integer, nullable=False, default=0),
+    Column("km_synced", Boolean, nullable=False, default=False),
+    Column("definition", JSON, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("file", String(255), nullable=False, default=""),
+    _now_col("created_at"),
+    _now_col("updated_at"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Unique while it dedups: an alert keeps it for good (fingerprint + startsAt), a scheduler
+    # incident gives it up (NULL) when it ends so the next failure opens a new incident.
+    Column("dedup_key", String(300), nullable=True, unique=True),
+    Column("source", String(20), nullable=False),
+    Column("task_name", String(100), nullable=False, index=True),
+    Column("error_type", String(50), nullable=False, index=True),
+    Column("error_message", Text, nullable=False),
+    Column("error_traceback", Text, nullable=True),
+    Column("severity", String(2), nullable=False, default="P2"),
+    Column("status", String(20), nullable=False, index=True),
+    Column("playbook_id", Integer, ForeignKey("playbooks.id"), nullable=True),
+    Column("retry_count", Integer, nullable=False, default=0),
+    Column("occurrences", Integer, nullable=False, default=1),
+    Column("fingerprint", String(128), nullable=True, index=True),
+    Column("signature", String(64), nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("target", String(300), nullable=True),
+    Column("escalation_reason", String(50), nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("verify_deadline", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("starts_at", UTCDateTime(), nullable=True),
+    _now_col("last_seen_at"),
+    Column("last_action_at", UTCDateTime(), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    _now_col("created_at"),
+    _now_col("updated_at"),
+    Index("ix_incidents_status_created_at", "status", "created_at"),
+    Index("ix_incidents_task_name_error_type", "task_name", "error_type"),
+    Index("ix_incidents_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+heal_logs = Table(
+    "heal_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False, index=True),
+    Column("playbook_id", Integer, ForeignKey("playbooks.id"), nullable=True),
+    Column("action_type", String(50), nullable=False),
+    Column("action_detail", Text, nullable=False),
+    Column("target", String(300), nullable=True),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("result", String(20), nullable=False, index=True),
+    Column("reason", String(100), nullable=True),
+    Column("result_output", Text, nullable=False, default=""),
+    Column("duration_ms", Integer, nullable=False, default=0),
+    Column("replica", String(100), nullable=True),
+    _now_col("created_at"),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Index("ix_heal_logs_incident_id_created_at", "incident_id", "created_at"),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Alertmanager resends carry the same key: counted, never stored twice.
+    Column("idempotency_key", String(300), nullable=False, unique=True),
+    Column("source", String(20), nullable=False),
+    Column("incident_key", String(300), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("fingerprint", String(128), nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("occurrences", Integer, nullable=False, default=1),
+    _now_col("received_at"),
+    _now_col("last_received_at"),
+)
+
+cooldowns = Table(
+    "cooldowns",
+    metadata,
+    # One row per (playbook, target): taking the cooldown is a conditional UPDATE, so it
+    # holds across replicas.
+    Column("playbook_id", Integer, ForeignKey("playbooks.id"), primary_key=True),
+    Column("target", String(300), primary_key=True),
+    Column("incident_id", Integer, nullable=True),
+    _now_col("last_action_at"),
+)

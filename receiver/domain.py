@@ -1,0 +1,136 @@
+"""Domain values shared by every layer: frozen, slotted, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Severity(enum.StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+    @property
+    def rank(self) -> int:
+        """1 is the most urgent."""
+        return int(self.value[1])
+
+    def at_least(self, minimum: Severity) -> bool:
+        return self.rank <= minimum.rank
+
+
+# Alertmanager's conventional severities, mapped onto the seed's P1-P3.
+_SEVERITY_ALIASES = {
+    "p1": Severity.P1,
+    "critical": Severity.P1,
+    "page": Severity.P1,
+    "high": Severity.P1,
+    "error": Severity.P2,
+    "p2": Severity.P2,
+    "warning": Severity.P2,
+    "warn": Severity.P2,
+    "major": Severity.P2,
+    "p3": Severity.P3,
+    "info": Severity.P3,
+    "minor": Severity.P3,
+    "low": Severity.P3,
+    "none": Severity.P3,
+}
+
+
+def parse_severity(value: str | None, default: Severity = Severity.P2) -> Severity:
+    """Map P1-P3 and critical/warning/info (any case) onto Severity; unknown gives default."""
+    if not value:
+        return default
+    return _SEVERITY_ALIASES.get(value.strip().lower(), default)
+
+
+def strict_severity(value: str) -> Severity:
+    """Like parse_severity, but an unknown word is an error (for playbooks)."""
+    sev = _SEVERITY_ALIASES.get(value.strip().lower())
+    if sev is None:
+        raise ValueError(f"unknown severity {value!r}: use P1-P3 or critical/warning/info")
+    return sev
+
+
+class ErrorType(enum.StrEnum):
+    DNS_FAIL = "DNS_FAIL"
+    DB_UNREACHABLE = "DB_UNREACHABLE"
+    OOM = "OOM"
+    SSL_FAIL = "SSL_FAIL"
+    AUTH_FAIL = "AUTH_FAIL"
+    CRAWLER_FAIL = "CRAWLER_FAIL"
+    DISK_FULL = "DISK_FULL"
+    TIMEOUT = "TIMEOUT"
+    UNKNOWN = "UNKNOWN"
+
+
+class Source(enum.StrEnum):
+    ALERTMANAGER = "alertmanager"
+    SCHEDULER = "scheduler"
+
+
+class IncidentStatus(enum.StrEnum):
+    OPEN = "open"
+    HEALING = "healing"
+    VERIFYING = "verifying"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+
+
+ACTIVE_STATUSES = (IncidentStatus.OPEN, IncidentStatus.HEALING, IncidentStatus.VERIFYING)
+
+
+class HealResult(enum.StrEnum):
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+    DRY_RUN = "dry_run"
+
+
+class EscalationReason(enum.StrEnum):
+    NO_PLAYBOOK = "no_playbook"
+    MAX_RETRIES = "max_retries"
+    ALERT_ONLY = "alert_only"
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"
+    NOT_RETRYABLE = "not_retryable"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One normalised input: an alert of a group, or one scheduler exception report.
+
+    Everything downstream reads labels and text from here, never the raw payload.
+    """
+
+    source: Source
+    idempotency_key: str
+    incident_key: str
+    firing: bool
+    task_name: str
+    error_type: ErrorType
+    severity: Severity
+    message: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    traceback: str | None = None
+    fingerprint: str | None = None
+    signature: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    occurred_at: datetime | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def match_text(self) -> str:
+        """The text playbook patterns and classifier rules search."""
+        parts = [self.message, *self.annotations.values()]
+        if self.traceback:
+            parts.append(self.traceback)
+        return "\n".join(p for p in parts if p)

@@ -1,0 +1,42 @@
+"""The few exceptions autoheal raises on purpose, each carrying what went wrong."""
+
+from __future__ import annotations
+
+
+class AutohealError(Exception):
+    """Base of autoheal's own errors."""
+
+
+class ConfigError(AutohealError):
+    """Settings or files that stop start-up."""
+
+
+class PlaybookError(AutohealError):
+    """A playbook or classifier file that does not validate."""
+
+    def __init__(self, file: str, playbook: str | None, field: str | None, message: str) -> None:
+        self.file = file
+        self.playbook = playbook
+        self.field = field
+        self.message = message
+        where = file
+        if playbook:
+            where += f": playbook {playbook!r}"
+        if field:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class SlotError(AutohealError):
+    """A templated value from alert data that does not fit its slot: never executed."""
+
+    def __init__(self, slot: str, value: str, reason: str) -> None:
+        self.slot = slot
+        self.value = value
+        self.reason = reason
+        shown = value if len(value) <= 64 else value[:61] + "..."
+        super().__init__(f"slot {slot!r} refused {shown!r}: {reason}")
+
+
+class StoreUnavailable(AutohealError):
+    """The database could not durably take what was sent."""

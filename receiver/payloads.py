@@ -1,0 +1,110 @@
+"""Pydantic models of what clients send: the edge of the service.
+
+Unknown fields are kept (``extra="allow"``) so a newer Alertmanager's additions are stored,
+not rejected. Sizes are bounded here so nothing oversized reaches the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LabelValue = Annotated[str, StringConstraints(max_length=16_384)]
+Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=128)]
+
+# Alertmanager writes the zero time for "no end" on a firing alert.
+_GO_ZERO_YEAR = 1
+
+
+def _no_zero_time(value: datetime | None) -> datetime | None:
+    if value is None or value.year <= _GO_ZERO_YEAR:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class Alert(BaseModel):
+    """One alert of an Alertmanager notification."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    status: Literal["firing", "resolved"]
+    labels: Labels
+    annotations: Labels = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: Annotated[str, StringConstraints(max_length=8192)] = Field(
+        default="", alias="generatorURL"
+    )
+    fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+    _normalise_times = field_validator("starts_at", "ends_at")(_no_zero_time)
+
+    @field_validator("starts_at")
+    @classmethod
+    def _require_start(cls, value: datetime | None) -> datetime:
+        if value is None:
+            raise ValueError("startsAt must be a real time")
+        return value
+
+
+class AlertmanagerWebhook(BaseModel):
+    """Alertmanager webhook payload, version 4."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: Annotated[str, StringConstraints(max_length=1024)] = ""
+    alerts: list[Alert] = Field(min_length=1)
+    group_labels: Labels = Field(default_factory=dict, alias="groupLabels")
+    common_labels: Labels = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: Labels = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: Annotated[str, StringConstraints(max_length=8192)] = Field(
+        default="", alias="externalURL"
+    )
+    group_key: Annotated[str, StringConstraints(max_length=16_384)] = Field(
+        default="", alias="groupKey"
+    )
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
+    notification_reason: str | None = Field(default=None, alias="notification_reason")
+    route_labels: Labels | None = Field(default=None, alias="routeLabels")
+
+
+class ExceptionReport(BaseModel):
+    """A scheduler's report of a failed job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    message: Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
+    exception_type: Annotated[str, StringConstraints(max_length=200)] | None = None
+    traceback: Annotated[str, StringConstraints(max_length=1_048_576)] | None = None
+    severity: Annotated[str, StringConstraints(max_length=16)] | None = None
+    labels: Labels = Field(default_factory=dict)
+    occurred_at: datetime | None = None
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="client-chosen idempotency key: a retried push is stored once"
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _no_zero_time(value)
+
+
+class SuccessReport(BaseModel):
+    """A scheduler's ping that a task ran cleanly: resolves its open incidents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+
+
+def extras(model: BaseModel) -> dict[str, Any]:
+    """Fields a client sent that the model does not name."""
+    return dict(model.model_extra or {})

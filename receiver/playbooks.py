@@ -1,0 +1,232 @@
+"""Playbooks: YAML under playbooks/, validated at load, matched against signals.
+
+A load error names the file, the playbook and the field, and stops ``autoheal check`` and
+start-up alike: a typo must never turn into a silent "no playbook".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from receiver.actions import ACTIONS
+from receiver.classify import CLASSIFIERS_FILE
+from receiver.domain import ErrorType, Severity, Signal, strict_severity
+from receiver.errors import PlaybookError
+from receiver.matchers import Matcher, all_match, parse_matcher
+from receiver.templating import references
+from receiver.textmatch import TextPatterns, fold
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class _ActionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class _PlaybookModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    description: str = ""
+    error_type: ErrorType
+    patterns: list[NonEmpty] = Field(default_factory=list)
+    regex: list[NonEmpty] = Field(default_factory=list)
+    matchers: list[NonEmpty] = Field(default_factory=list)
+    severity_min: str = "P3"
+    action: _ActionModel
+    cooldown_minutes: float = Field(default=30, ge=0, le=7 * 24 * 60)
+    max_retries: int = Field(default=3, ge=1, le=100)
+    verify_seconds: float | None = Field(default=None, ge=0, le=24 * 3600)
+    dry_run: bool = False
+    active: bool = True
+    priority: int = 0
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    playbooks: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Playbook:
+    """One validated playbook."""
+
+    name: str
+    file: str
+    description: str
+    error_type: ErrorType
+    pattern_list: tuple[str, ...]
+    regex_list: tuple[str, ...]
+    patterns: TextPatterns
+    matchers: tuple[Matcher, ...]
+    severity_min: Severity
+    action_type: str
+    action_params: Mapping[str, Any]
+    cooldown_minutes: float
+    max_retries: int
+    verify_seconds: float | None
+    dry_run: bool
+    active: bool
+    priority: int
+
+    def matches(self, signal: Signal, folded_text: str | None = None) -> bool:
+        """Error type, minimum severity, label matchers, then ANY pattern."""
+        if not self.active or signal.error_type is not self.error_type:
+            return False
+        if not signal.severity.at_least(self.severity_min):
+            return False
+        if not all_match(self.matchers, signal.labels):
+            return False
+        text = folded_text if folded_text is not None else fold(signal.match_text)
+        return self.patterns.search(text)
+
+    def definition(self) -> dict[str, Any]:
+        """The stored form; its hash tells a sync whether the row changed."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "error_type": self.error_type.value,
+            "match_pattern": list(self.pattern_list),
+            "regex": list(self.regex_list),
+            "matchers": [str(m) for m in self.matchers],
+            "severity_min": self.severity_min.value,
+            "action_type": self.action_type,
+            "action_params": dict(self.action_params),
+            "cooldown_min": self.cooldown_minutes,
+            "max_retries": self.max_retries,
+            "verify_seconds": self.verify_seconds,
+            "dry_run": self.dry_run,
+            "is_active": self.active,
+            "priority": self.priority,
+            "file": self.file,
+        }
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps(self.definition(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def candidates(playbooks: Iterable[Playbook], signal: Signal) -> list[Playbook]:
+    """Matching playbooks, best first: priority, then the most specific (most matchers)."""
+    folded = fold(signal.match_text)
+    found = [p for p in playbooks if p.matches(signal, folded)]
+    found.sort(key=lambda p: (-p.priority, -len(p.matchers), p.name))
+    return found
+
+
+def _build(model: _PlaybookModel, file: str) -> Playbook:
+    def fail(field: str, message: str) -> PlaybookError:
+        return PlaybookError(file, model.name, field, message)
+
+    try:
+        severity = strict_severity(model.severity_min)
+    except ValueError as exc:
+        raise fail("severity_min", str(exc)) from exc
+    matchers = []
+    for i, text in enumerate(model.matchers):
+        try:
+            matchers.append(parse_matcher(text))
+        except ValueError as exc:
+            raise fail(f"matchers.{i}", str(exc)) from exc
+    try:
+        patterns = TextPatterns.build(model.patterns, model.regex)
+    except re.error as exc:
+        raise fail("regex", f"does not compile: {exc}") from exc
+    action = ACTIONS.get(model.action.type)
+    if action is None:
+        known = ", ".join(sorted(ACTIONS))
+        raise fail("action.type", f"unknown action {model.action.type!r} (known: {known})")
+    for key, value in model.action.params.items():
+        if isinstance(value, str):
+            try:
+                references(value)
+            except ValueError as exc:
+                raise fail(f"action.params.{key}", str(exc)) from exc
+    try:
+        action.params_model.model_validate(model.action.params, context={"templated": True})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise fail(f"action.params.{loc}" if loc else "action.params", err["msg"]) from exc
+    return Playbook(
+        name=model.name,
+        file=file,
+        description=model.description,
+        error_type=model.error_type,
+        pattern_list=tuple(model.patterns),
+        regex_list=tuple(model.regex),
+        patterns=patterns,
+        matchers=tuple(matchers),
+        severity_min=severity,
+        action_type=model.action.type,
+        action_params=dict(model.action.params),
+        cooldown_minutes=model.cooldown_minutes,
+        max_retries=model.max_retries,
+        verify_seconds=model.verify_seconds,
+        dry_run=model.dry_run,
+        active=model.active,
+        priority=model.priority,
+    )
+
+
+def parse_playbooks(text: str, file: str) -> list[Playbook]:
+    """Validate one file's text."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlaybookError(file, None, None, f"not valid YAML: {exc}") from exc
+    try:
+        doc = _FileModel.model_validate(raw or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise PlaybookError(file, None, ".".join(map(str, err["loc"])), err["msg"]) from exc
+    result = []
+    for index, item in enumerate(doc.playbooks):
+        label = str(item.get("name") or f"#{index}")
+        try:
+            model = _PlaybookModel.model_validate(item)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise PlaybookError(file, label, ".".join(map(str, err["loc"])), err["msg"]) from exc
+        result.append(_build(model, file))
+    return result
+
+
+def load_playbooks(directory: Path) -> list[Playbook]:
+    """Every ``*.yaml``/``*.yml`` in directory but classifiers.yaml, names unique."""
+    if not directory.is_dir():
+        raise PlaybookError(str(directory), None, None, "playbooks directory does not exist")
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.name != CLASSIFIERS_FILE
+    )
+    seen: dict[str, str] = {}
+    loaded: list[Playbook] = []
+    for path in files:
+        for playbook in parse_playbooks(path.read_text(encoding="utf-8"), path.name):
+            if playbook.name in seen:
+                raise PlaybookError(
+                    path.name,
+                    playbook.name,
+                    "name",
+                    f"duplicate, first defined in {seen[playbook.name]}",
+                )
+            seen[playbook.name] = path.name
+            loaded.append(playbook)
+    return loaded
+
+
+def by_name(playbooks: Sequence[Playbook]) -> dict[str, Playbook]:
+    return {p.name: p for p in playbooks}

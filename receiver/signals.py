@@ -1,0 +1,130 @@
+"""Normalise what clients send into Signals, with their dedup keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import datetime
+
+from receiver.classify import Classifier
+from receiver.domain import ErrorType, Severity, Signal, Source, parse_severity
+from receiver.payloads import Alert, AlertmanagerWebhook, ExceptionReport, extras
+
+_SIGNATURE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<ip>"),
+    (re.compile(r"\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b", re.I), "<ip6>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<addr>"),
+    (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
+    (re.compile(r"\d+"), "<n>"),
+    (re.compile(r"\s+"), " "),
+)
+
+
+def message_signature(message: str) -> str:
+    """A stable hash of the message with numbers, ids and addresses stripped.
+
+    "pid 123 at 0x7f.. from 10.0.0.5:5432" and "pid 9 at 0x1a.. from 10.0.0.7:5432" agree.
+    """
+    text = message.strip().lower()[:2000]
+    for pattern, repl in _SIGNATURE_RULES:
+        text = pattern.sub(repl, text)
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+
+
+def _label_fingerprint(labels: dict[str, str]) -> str:
+    # Alertmanager always sends one; a hand-written payload may not.
+    blob = "\x00".join(f"{k}\x00{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _alert_message(alert: Alert) -> str:
+    a = alert.annotations
+    return (
+        a.get("summary")
+        or a.get("description")
+        or a.get("message")
+        or alert.labels.get("alertname", "alert")
+    )
+
+
+def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[Signal]:
+    """One Signal per alert of the group; group-level fields go into each signal's extra."""
+    group = {
+        "receiver": payload.receiver,
+        "groupKey": payload.group_key,
+        "groupLabels": payload.group_labels,
+        "externalURL": payload.external_url,
+        "truncatedAlerts": payload.truncated_alerts,
+    }
+    if payload.notification_reason is not None:
+        group["notification_reason"] = payload.notification_reason
+    if payload.route_labels is not None:
+        group["routeLabels"] = payload.route_labels
+    group.update(extras(payload))
+    result = []
+    for alert in payload.alerts:
+        fingerprint = alert.fingerprint or _label_fingerprint(alert.labels)
+        started = _iso(alert.starts_at)
+        message = _alert_message(alert)
+        text = "\n".join([message, *alert.annotations.values()])
+        result.append(
+            Signal(
+                source=Source.ALERTMANAGER,
+                idempotency_key=f"am:{fingerprint}:{started}:{alert.status}",
+                incident_key=f"am:{fingerprint}:{started}",
+                firing=alert.status == "firing",
+                task_name=alert.labels.get("alertname", "alert")[:100],
+                error_type=classifier.classify(alert.labels, text),
+                severity=parse_severity(alert.labels.get("severity")),
+                message=message,
+                labels=dict(alert.labels),
+                annotations=dict(alert.annotations),
+                fingerprint=fingerprint,
+                starts_at=alert.starts_at,
+                ends_at=alert.ends_at,
+                extra={
+                    "generatorURL": alert.generator_url,
+                    "group": group,
+                    **extras(alert),
+                },
+            )
+        )
+    return result
+
+
+def from_exception(report: ExceptionReport, classifier: Classifier) -> Signal:
+    labels = dict(report.labels)
+    labels.setdefault("task", report.task)
+    text_parts = [report.message]
+    if report.exception_type:
+        text_parts.insert(0, report.exception_type)
+    text = "\n".join(text_parts)
+    error_type = classifier.classify(labels, text)
+    if error_type is ErrorType.UNKNOWN and report.traceback:
+        error_type = classifier.classify(labels, report.traceback[-8192:])
+    message = (
+        f"{report.exception_type}: {report.message}" if report.exception_type else report.message
+    )
+    signature = message_signature(report.message)
+    key = report.id or uuid.uuid4().hex
+    return Signal(
+        source=Source.SCHEDULER,
+        idempotency_key=f"ex:{key}",
+        incident_key=f"ex:{report.task}:{error_type.value}:{signature}",
+        firing=True,
+        task_name=report.task,
+        error_type=error_type,
+        severity=parse_severity(report.severity, Severity.P2),
+        message=message,
+        labels=labels,
+        traceback=report.traceback,
+        signature=signature,
+        occurred_at=report.occurred_at,
+        extra=extras(report),
+    )
