@@ -74,7 +74,8 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.INGESTOR] = ingestor
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(ingestor.running())
-        await stack.enter_async_context(worker.running())
+        if app[appkeys.SETTINGS].worker:
+            await stack.enter_async_context(worker.running())
         yield
 
 

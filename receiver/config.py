@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     docker_url: str | None = "unix:///var/run/docker.sock"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_alerts_per_request: int = Field(default=1000, ge=1)
+    # false: this replica only ingests and serves reads (the others heal).
+    worker: bool = True
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: float = Field(default=120.0, gt=0)

@@ -21,7 +21,7 @@ class MatchOp(enum.StrEnum):
 
 _MATCHER = re.compile(
     r"""^\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*
-        (?P<value>"(?:[^"\\]|\\.)*"|[^"\s,{}]*)\s*$""",
+        (?P<value>"(?:[^"\\]|\\.)*"|[^"\s,{}=!~]*)\s*$""",
     re.VERBOSE,
 )
 

@@ -1,0 +1,239 @@
+"""Shared fixtures: both stores (SQLite file and the real PostgreSQL), app factories, payloads.
+
+With CI=true a store or program that cannot be reached fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from receiver import appkeys
+from receiver.app import create_app
+from receiver.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager"
+LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PG_ADMIN_DSN = os.environ.get("AUTOHEAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TOKEN = "test-token-123"
+
+
+def require(reason: str) -> None:
+    """Skip on a laptop without the program; fail in CI, where everything must run."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    for folder in (LOCAL_FIXTURES, FIXTURES):
+        path = folder / name
+        if path.exists():
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+    raise FileNotFoundError(name)
+
+
+async def _pg(sql: list[str], dsn: str = PG_ADMIN_DSN) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        for statement in sql:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this run, dropped at the end (None if unreachable)."""
+    name = f"autoheal_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_pg([f'CREATE DATABASE "{name}"']))
+    except (TimeoutError, OSError) as exc:
+        print(f"PostgreSQL unreachable: {exc}")
+        yield None
+        return
+    yield name
+    asyncio.run(
+        _pg(
+            [
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+                f'DROP DATABASE IF EXISTS "{name}"',
+            ]
+        )
+    )
+
+
+def pg_url(name: str) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every store test runs on the embedded SQLite file and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/autoheal.db"
+    name = request.getfixturevalue("pg_database")
+    if name is None:
+        require("PostgreSQL at 127.0.0.1:5432")
+    # Each test starts from an empty schema; the app's migrations build it again.
+    asyncio.run(
+        _pg(
+            ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+            f"postgresql://postgres@127.0.0.1:5432/{name}",
+        )
+    )
+    return pg_url(name)
+
+
+@pytest.fixture
+def playbooks_dir(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a playbooks directory: the bundled classifier plus the given playbook YAML."""
+
+    def make(text: str) -> Path:
+        folder = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}"
+        folder.mkdir()
+        (folder / "classifiers.yaml").write_text(
+            (ROOT / "playbooks" / "classifiers.yaml").read_text()
+        )
+        (folder / "test.yaml").write_text(text)
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def make_settings(store_url: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": store_url,
+            "auth_token": TOKEN,
+            "worker_poll_seconds": 0.05,
+            "retry_backoff_seconds": 0,
+            "default_verify_seconds": 0.2,
+            "docker_url": None,
+            "worker": False,
+        }
+        values.update(overrides)
+        return load_settings(None, **values)
+
+    return make
+
+
+class Service:
+    """A running app under test: HTTP client plus handles on its worker and store."""
+
+    def __init__(self, client: TestClient[Any, Any]) -> None:
+        self.client = client
+        self.app: web.Application = client.server.app
+
+    @property
+    def worker(self) -> Any:
+        return self.app[appkeys.WORKER]
+
+    @property
+    def db(self) -> Any:
+        return self.app[appkeys.DATABASE]
+
+    async def post(self, path: str, body: Any, *, token: str | None = TOKEN, **kw: Any) -> Any:
+        headers = kw.pop("headers", {})
+        if token is not None:
+            headers.setdefault("Authorization", f"Bearer {token}")
+        if not isinstance(body, bytes | str):
+            body = json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        return await self.client.post(path, data=body, headers=headers, **kw)
+
+    async def get_json(self, path: str, **params: Any) -> Any:
+        resp = await self.client.get(
+            path, params=params, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    async def incident(self, incident_id: int) -> dict[str, Any]:
+        data: dict[str, Any] = await self.get_json(f"/api/v1/incidents/{incident_id}")
+        return data
+
+    async def incidents(self, **params: Any) -> list[dict[str, Any]]:
+        data = await self.get_json("/api/v1/incidents", **params)
+        items: list[dict[str, Any]] = data["items"]
+        return items
+
+    async def settle(self, within: float = 10) -> None:
+        """Let the worker do everything that is due now."""
+        await self.worker.drain(within)
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.app[appkeys.REGISTRY].get_sample_value(name, labels or {})
+        return float(value or 0.0)
+
+
+@pytest.fixture
+async def make_service(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[Service]]]:
+    async def make(**overrides: Any) -> Service:
+        client = await aiohttp_client(create_app(make_settings(**overrides)))
+        return Service(client)
+
+    yield make
+
+
+@pytest.fixture
+def make_alert() -> Callable[..., dict[str, Any]]:
+    """An Alertmanager v4 payload from the real fixture, with overrides per alert."""
+
+    def make(
+        status: str = "firing", alerts: list[dict[str, Any]] | None = None, **labels: str
+    ) -> dict[str, Any]:
+        payload = copy.deepcopy(
+            load_fixture("firing.json" if status == "firing" else "resolved.json")
+        )
+        base = payload["alerts"][0]
+        items = alerts if alerts is not None else [{}]
+        payload["alerts"] = []
+        for over in items:
+            alert = copy.deepcopy(base)
+            alert["labels"].update(labels)
+            alert["labels"].update(over.pop("labels", {}))
+            alert["annotations"].update(over.pop("annotations", {}))
+            alert.update(over)
+            payload["alerts"].append(alert)
+        payload["status"] = status
+        return payload
+
+    return make
+
+
+@pytest.fixture
+def make_exception() -> Callable[..., dict[str, Any]]:
+    def make(**overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "task": "run_auto_import_task",
+            "message": 'could not translate host name "momo-db" to address: '
+            "Temporary failure in name resolution",
+            "exception_type": "OperationalError",
+            "traceback": "Traceback (most recent call last):\n  ...",
+            "severity": "P2",
+            "labels": {"container": "momo-scheduler", "host": "web1"},
+        }
+        body.update(overrides)
+        return body
+
+    return make

@@ -1,0 +1,37 @@
+"""An action whose result the test decides: drives the real worker through every edge."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, ContainerName
+
+RUNS: list[tuple[int, str]] = []
+
+
+class ScriptedParams(ActionParams):
+    container: ContainerName = "box"
+    outcome: Literal["ok", "fail", "fatal"] = "ok"
+    sleep: float = Field(default=0, ge=0)
+
+
+class Scripted:
+    kind: ClassVar[str] = "scripted"
+    params_model: ClassVar[type[ActionParams]] = ScriptedParams
+
+    def target(self, params: ScriptedParams) -> str:
+        return f"container:{params.container}"
+
+    def describe(self, params: ScriptedParams) -> str:
+        return f"scripted {params.outcome} on {params.container}"
+
+    async def run(self, params: ScriptedParams, ctx: ActionContext) -> ActionOutcome:
+        RUNS.append((ctx.incident_id, params.container))
+        if params.sleep:
+            await asyncio.sleep(params.sleep)
+        if params.outcome == "ok":
+            return ActionOutcome(ok=True, output=f"did it to {params.container}")
+        return ActionOutcome(ok=False, output="it broke", retryable=params.outcome == "fail")
