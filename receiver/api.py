@@ -124,8 +124,8 @@ async def post_success(request: web.Request) -> web.Response:
     """A scheduler's success ping: the task's incidents are resolved."""
     report = await _parse(request, SuccessReport)
     db = request.app[appkeys.DATABASE]
-    async with db.write() as session, session.begin():
-        ids = await repo.resolve_task(session, report.task, datetime.now(UTC))
+    async with db.transaction() as conn:
+        ids = await repo.resolve_task(conn, report.task, datetime.now(UTC))
     if ids:
         request.app[appkeys.METRICS].incidents_resolved.labels("task_success").inc(len(ids))
     return _json({"status": "stored", "resolved": ids})
@@ -162,9 +162,9 @@ async def list_incidents(request: web.Request) -> web.Response:
         raise _problem(400, "bad_parameter", f"unknown error_type {error_type!r}")
     limit = _int_param(request, "limit", 50, 1, 500)
     offset = _int_param(request, "offset", 0, 0, 10**9)
-    async with request.app[appkeys.DATABASE].read() as session:
+    async with request.app[appkeys.DATABASE].reading() as conn:
         items, total = await repo.list_incidents(
-            session, status=status, error_type=error_type, limit=limit, offset=offset
+            conn, status=status, error_type=error_type, limit=limit, offset=offset
         )
     return _json(
         {
@@ -182,18 +182,18 @@ async def get_incident(request: web.Request) -> web.Response:
         incident_id = int(request.match_info["id"])
     except ValueError as exc:
         raise _problem(400, "bad_parameter", "incident id must be an integer") from exc
-    async with request.app[appkeys.DATABASE].read() as session:
-        row = await repo.get_incident(session, incident_id)
+    async with request.app[appkeys.DATABASE].reading() as conn:
+        row = await repo.get_incident(conn, incident_id)
         if row is None:
             raise _problem(404, "not_found", f"no incident {incident_id}")
-        logs = await repo.incident_heal_logs(session, incident_id)
+        logs = await repo.incident_heal_logs(conn, incident_id)
     return _json({**_incident_json(row), "heal_logs": logs})
 
 
 @routes.get("/api/v1/playbooks")
 async def list_playbooks(request: web.Request) -> web.Response:
-    async with request.app[appkeys.DATABASE].read() as session:
-        rows = await repo.list_playbooks(session)
+    async with request.app[appkeys.DATABASE].reading() as conn:
+        rows = await repo.list_playbooks(conn)
     return _json({"items": rows})
 
 
@@ -219,8 +219,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     db = request.app[appkeys.DATABASE]
     try:
-        async with db.read() as session:
-            await session.execute(text("SELECT 1"))
+        async with db.reading() as conn:
+            await conn.execute(text("SELECT 1"))
         revision = await current_revision(db)
     except (SQLAlchemyError, OSError) as exc:
         return _json({"status": "unavailable", "detail": type(exc).__name__}, 503)

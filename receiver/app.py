@@ -68,6 +68,7 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     ingestor = Ingestor(
         app[appkeys.DATABASE],
         app[appkeys.METRICS],
+        app[appkeys.CATALOG],
         max_batch=app[appkeys.SETTINGS].ingest_max_batch,
         on_commit=worker.wake,
     )
@@ -82,8 +83,8 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
 async def metrics_view(request: web.Request) -> web.Response:
     metrics = request.app[appkeys.METRICS]
     with contextlib.suppress(Exception):
-        async with request.app[appkeys.DATABASE].read() as session:
-            counts = await repo.active_counts(session)
+        async with request.app[appkeys.DATABASE].reading() as conn:
+            counts = await repo.active_counts(conn)
         for status in ACTIVE_STATUSES:
             metrics.active_incidents.labels(status.value).set(counts.get(status.value, 0))
     body = generate_latest(request.app[appkeys.REGISTRY])

@@ -28,8 +28,8 @@ def load_files(directory: Path) -> tuple[list[Playbook], Classifier]:
 async def load_catalog(db: Database, directory: Path) -> Catalog:
     """Validate the YAML, then sync it into the playbooks table (stats survive)."""
     playbooks, classifier = load_files(directory)
-    async with db.write() as session, session.begin():
-        ids = await repo.sync_playbooks(session, playbooks, datetime.now(UTC))
+    async with db.transaction() as conn:
+        ids = await repo.sync_playbooks(conn, playbooks, datetime.now(UTC))
     return Catalog(tuple(playbooks), classifier, ids)
 
 

@@ -122,9 +122,9 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = open_database(_settings(args).database_url)
         try:
-            async with db.read() as session:
+            async with db.reading() as conn:
                 rows, total = await repo.list_incidents(
-                    session,
+                    conn,
                     status=args.status,
                     error_type=args.error_type,
                     limit=args.limit,
@@ -157,8 +157,8 @@ def cmd_playbooks(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = open_database(_settings(args).database_url)
         try:
-            async with db.read() as session:
-                rows = await repo.list_playbooks(session)
+            async with db.reading() as conn:
+                rows = await repo.list_playbooks(conn)
         finally:
             await db.dispose()
         _print_rows(

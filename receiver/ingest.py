@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from receiver.catalog import CatalogHolder
 from receiver.db import repo
 from receiver.db.engine import Database
-from receiver.domain import Signal
+from receiver.domain import EscalationReason, Signal, Source
 from receiver.errors import StoreUnavailable
 from receiver.metrics import Metrics
+from receiver.playbooks import candidates
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,14 @@ class Ingestor:
         self,
         db: Database,
         metrics: Metrics,
+        catalog: CatalogHolder,
         *,
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
+        self._catalog = catalog
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -111,17 +115,28 @@ class Ingestor:
             item.done.set_result([ids.get(s.incident_key) for s in item.signals])
 
     async def _commit(self, signals: list[Signal]) -> dict[str, int]:
+        playbooks = self._catalog.current.playbooks
+        unmatched = frozenset(
+            s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
+        )
         now = datetime.now(UTC)
-        async with self._db.write() as session, session.begin():
-            outcome = await repo.ingest(session, signals, now)
+        async with self._db.transaction() as conn:
+            outcome = await repo.ingest(conn, signals, now, unmatched)
         m = self._metrics
         m.ingest_batch.observe(len(signals))
         for s in signals:
             m.signals.labels(s.source.value, "firing" if s.firing else "resolved").inc()
-        for _id, error_type in outcome.opened:
+        for _id, error_type, no_playbook in outcome.opened:
             m.incidents_opened.labels(error_type).inc()
+            if no_playbook:
+                m.escalations.labels(EscalationReason.NO_PLAYBOOK.value).inc()
         if outcome.resolved:
             m.incidents_resolved.labels("alert_resolved").inc(outcome.resolved)
-        if self._on_commit is not None:
+        # Resends change nothing the worker acts on; new incidents and scheduler reports
+        # (a failure during verification) do.
+        if self._on_commit is not None and (
+            any(not no_playbook for _, _, no_playbook in outcome.opened)
+            or any(s.source is Source.SCHEDULER for s in signals)
+        ):
             self._on_commit()
         return outcome.incident_ids

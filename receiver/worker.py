@@ -117,8 +117,14 @@ class HealWorker:
         free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             return 0
-        async with self.db.write() as session, session.begin():
-            ids = await repo.claim(session, self.owner, _now(), self._lease, free)
+        now = _now()
+        # Look before taking the write lock: most wake-ups find nothing due.
+        async with self.db.reading() as conn:
+            due = await repo.next_due(conn)
+        if due is None or due > now:
+            return 0
+        async with self.db.transaction() as conn:
+            ids = await repo.claim(conn, self.owner, now, self._lease, free)
         for incident_id in ids:
             task = asyncio.create_task(self._guarded_step(incident_id))
             self._inflight.add(task)
@@ -153,36 +159,36 @@ class HealWorker:
         """Move one claimed incident along its lifecycle, then release the lease."""
         catalog = self.catalog.current
         now = _now()
-        async with self.db.write() as session, session.begin():
-            row = await repo.get_incident(session, incident_id)
+        async with self.db.transaction() as conn:
+            row = await repo.get_incident(conn, incident_id)
             if row is None:
                 return
             if row["status"] not in (
                 s.value
                 for s in (IncidentStatus.OPEN, IncidentStatus.HEALING, IncidentStatus.VERIFYING)
             ):
-                await repo.release(session, incident_id, self.owner)
+                await repo.release(conn, incident_id, self.owner)
                 return
             if row["status"] == IncidentStatus.HEALING.value:
                 # We hold the lease, so whoever was healing lost theirs mid-attempt.
-                n = await repo.fail_interrupted(session, incident_id, now)
+                n = await repo.fail_interrupted(conn, incident_id, now)
                 log.warning(
                     "incident %s: resuming after an interrupted attempt (%d)", incident_id, n
                 )
                 row["status"] = IncidentStatus.OPEN.value
             if row["status"] == IncidentStatus.VERIFYING.value and not await self._verify(
-                session, row, now
+                conn, row, now
             ):
                 return
             plan = self._plan(catalog, row)
             if isinstance(plan, EscalationReason):
-                await self._escalate(session, row, plan, now)
+                await self._escalate(conn, row, plan, now)
                 return
             playbook, params, action_detail, target = plan
             playbook_id = catalog.ids.get(playbook.name)
             if isinstance(params, SlotError):
                 await repo.add_heal_log(
-                    session,
+                    conn,
                     incident_id=incident_id,
                     playbook_id=playbook_id,
                     action_type=playbook.action_type,
@@ -199,15 +205,15 @@ class HealWorker:
                     playbook.name, playbook.action_type, "refused"
                 ).inc()
                 self.metrics.guard_refusals.labels("slot").inc()
-                await self._escalate(session, row, EscalationReason.REFUSED, now, playbook_id)
+                await self._escalate(conn, row, EscalationReason.REFUSED, now, playbook_id)
                 return
             if row["retry_count"] >= playbook.max_retries:
                 self.metrics.guard_refusals.labels("max_retries").inc()
-                await self._escalate(session, row, EscalationReason.MAX_RETRIES, now, playbook_id)
+                await self._escalate(conn, row, EscalationReason.MAX_RETRIES, now, playbook_id)
                 return
             if self.settings.dry_run or playbook.dry_run:
                 await repo.add_heal_log(
-                    session,
+                    conn,
                     incident_id=incident_id,
                     playbook_id=playbook_id,
                     action_type=playbook.action_type,
@@ -224,11 +230,11 @@ class HealWorker:
                 self.metrics.heal_attempts.labels(
                     playbook.name, playbook.action_type, "dry_run"
                 ).inc()
-                await self._escalate(session, row, EscalationReason.DRY_RUN, now, playbook_id)
+                await self._escalate(conn, row, EscalationReason.DRY_RUN, now, playbook_id)
                 return
             assert playbook_id is not None
             busy_until = await repo.take_cooldown(
-                session,
+                conn,
                 playbook_id,
                 target,
                 incident_id,
@@ -237,7 +243,7 @@ class HealWorker:
             )
             if busy_until is not None:
                 await repo.add_heal_log(
-                    session,
+                    conn,
                     incident_id=incident_id,
                     playbook_id=playbook_id,
                     action_type=playbook.action_type,
@@ -257,7 +263,7 @@ class HealWorker:
                     playbook.name, playbook.action_type, "skipped"
                 ).inc()
                 await repo.update_incident(
-                    session,
+                    conn,
                     incident_id,
                     {
                         "status": IncidentStatus.OPEN.value,
@@ -271,7 +277,7 @@ class HealWorker:
                 return
             attempt = row["retry_count"] + 1
             log_id = await repo.add_heal_log(
-                session,
+                conn,
                 incident_id=incident_id,
                 playbook_id=playbook_id,
                 action_type=playbook.action_type,
@@ -283,7 +289,7 @@ class HealWorker:
                 replica=self.owner,
             )
             await repo.update_incident(
-                session,
+                conn,
                 incident_id,
                 {
                     "status": IncidentStatus.HEALING.value,
@@ -319,7 +325,7 @@ class HealWorker:
             return playbook, refused, f"{playbook.action_type} refused: {refused}", ""
         return playbook, params, action.describe(params), action.target(params)
 
-    async def _verify(self, session: Any, row: dict[str, Any], now: datetime) -> bool:
+    async def _verify(self, conn: Any, row: dict[str, Any], now: datetime) -> bool:
         """Judge a verifying incident. True: the repair did not hold, attempt again."""
         deadline = row["verify_deadline"] or now
         recurred = (
@@ -330,17 +336,17 @@ class HealWorker:
         if recurred or (now >= deadline and row["source"] == Source.ALERTMANAGER.value):
             log.info("incident %s: repair did not hold", row["id"])
             if row["playbook_id"] is not None:
-                await repo.count_playbook(session, row["playbook_id"], ok=False)
+                await repo.count_playbook(conn, row["playbook_id"], ok=False)
             row["status"] = IncidentStatus.OPEN.value
             return True
         if now >= deadline:
             # A scheduler task that stayed quiet through the window is healed.
-            if await repo.resolve(session, row, now):
+            if await repo.resolve(conn, row, now):
                 self.metrics.incidents_resolved.labels("quiet").inc()
-            await repo.release(session, row["id"], self.owner)
+            await repo.release(conn, row["id"], self.owner)
             return False
         await repo.update_incident(
-            session,
+            conn,
             row["id"],
             {
                 "next_attempt_at": deadline,
@@ -352,18 +358,18 @@ class HealWorker:
 
     async def _escalate(
         self,
-        session: Any,
+        conn: Any,
         row: Mapping[str, Any],
         reason: EscalationReason,
         now: datetime,
         playbook_id: int | None = None,
     ) -> None:
         if playbook_id is not None:
-            await repo.update_incident(session, row["id"], {"playbook_id": playbook_id})
-        if await repo.escalate(session, row, reason, now):
+            await repo.update_incident(conn, row["id"], {"playbook_id": playbook_id})
+        if await repo.escalate(conn, row, reason, now):
             self.metrics.escalations.labels(reason.value).inc()
             log.info("incident %s escalated: %s", row["id"], reason.value)
-        await repo.release(session, row["id"], self.owner)
+        await repo.release(conn, row["id"], self.owner)
 
     async def _run_action(
         self, playbook: Playbook, params: Any, row: Mapping[str, Any]
@@ -397,9 +403,9 @@ class HealWorker:
         result = HealResult.SUCCESS if outcome.ok else HealResult.FAILED
         self.metrics.heal_attempts.labels(playbook.name, playbook.action_type, result.value).inc()
         self.metrics.action_duration.labels(playbook.action_type, result.value).observe(duration)
-        async with self.db.write() as session, session.begin():
+        async with self.db.transaction() as conn:
             await repo.finish_heal_log(
-                session,
+                conn,
                 log_id,
                 result=result.value,
                 result_output=outcome.output[-MAX_OUTPUT:],
@@ -407,10 +413,10 @@ class HealWorker:
                 finished_at=now,
                 reason=None if outcome.ok or outcome.retryable else "not_retryable",
             )
-            await repo.count_playbook(session, playbook_id, outcome.ok)
+            await repo.count_playbook(conn, playbook_id, outcome.ok)
             healing = [IncidentStatus.HEALING.value]
             if outcome.ok and outcome.escalate is not None:
-                await self._escalate(session, row, outcome.escalate, now)
+                await self._escalate(conn, row, outcome.escalate, now)
             elif outcome.ok:
                 window = outcome.verify_after
                 if window is None:
@@ -419,7 +425,7 @@ class HealWorker:
                     window = self.settings.default_verify_seconds
                 deadline = now + timedelta(seconds=window)
                 await repo.update_incident(
-                    session,
+                    conn,
                     row["id"],
                     {
                         "status": IncidentStatus.VERIFYING.value,
@@ -429,16 +435,16 @@ class HealWorker:
                     },
                     only_if_status=healing,
                 )
-                await repo.release(session, row["id"], self.owner)
+                await repo.release(conn, row["id"], self.owner)
             elif not outcome.retryable:
-                await self._escalate(session, row, EscalationReason.NOT_RETRYABLE, now)
+                await self._escalate(conn, row, EscalationReason.NOT_RETRYABLE, now)
             elif attempt >= playbook.max_retries:
                 self.metrics.guard_refusals.labels("max_retries").inc()
-                await self._escalate(session, row, EscalationReason.MAX_RETRIES, now)
+                await self._escalate(conn, row, EscalationReason.MAX_RETRIES, now)
             else:
                 backoff = timedelta(seconds=self.settings.retry_backoff_seconds)
                 await repo.update_incident(
-                    session,
+                    conn,
                     row["id"],
                     {
                         "status": IncidentStatus.OPEN.value,
@@ -447,4 +453,4 @@ class HealWorker:
                     },
                     only_if_status=healing,
                 )
-                await repo.release(session, row["id"], self.owner)
+                await repo.release(conn, row["id"], self.owner)

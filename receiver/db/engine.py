@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from receiver.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """One engine; ``write`` sessions take SQLite's write lock up front, ``read`` ones don't."""
+    """One engine. Core connections, not ORM sessions: the hot paths are a few bulk statements.
+
+    SQLite has one writer at a time; its busy handler makes waiters sleep up to 100 ms between
+    tries, so this process queues its own writers on an asyncio lock instead.
+    """
 
     engine: AsyncEngine
-    write: async_sessionmaker[AsyncSession]
-    read: async_sessionmaker[AsyncSession]
+    read_engine: AsyncEngine
+    _write_lock: asyncio.Lock | None = field(default=None)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed on exit, rolled back on error."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work (on SQLite, it does not take the write lock)."""
+        async with self.read_engine.connect() as conn:
+            yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -76,9 +94,8 @@ def open_database(url: str, **engine_kw: Any) -> Database:
     engine = create_async_engine(parsed, **engine_kw)
     if backend == "sqlite":
         _sqlite_setup(engine)
-    read_engine = engine.execution_options(autoheal_readonly=True)
     return Database(
         engine=engine,
-        write=async_sessionmaker(engine, expire_on_commit=False),
-        read=async_sessionmaker(read_engine, expire_on_commit=False),
+        read_engine=engine.execution_options(autoheal_readonly=True),
+        _write_lock=asyncio.Lock() if backend == "sqlite" else None,
     )

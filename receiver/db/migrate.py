@@ -41,11 +41,11 @@ def _current(connection: Connection) -> str | None:
 
 async def upgrade(db: Database) -> None:
     """Bring the schema to head; safe to run twice and from two replicas at once."""
-    async with db.engine.begin() as conn:
+    async with db.transaction() as conn:
         await conn.run_sync(_upgrade)
 
 
 async def current_revision(db: Database) -> str | None:
-    async with db.read() as session:
-        conn = await session.connection()
-        return await conn.run_sync(_current)
+    async with db.reading() as conn:
+        revision: str | None = await conn.run_sync(_current)
+        return revision

@@ -1,7 +1,8 @@
-"""Repository functions: the session comes first, the caller owns the transaction."""
+"""Repository functions: the connection comes first, the caller owns the transaction."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.schema import cooldowns, heal_logs, incidents, playbooks, signals
 from receiver.domain import (
@@ -26,13 +27,13 @@ _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 _RESOLVABLE = [*_ACTIVE, IncidentStatus.ESCALATED.value]
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
+def _dialect(conn: AsyncConnection) -> str:
+    return conn.dialect.name
 
 
-def _insert(session: AsyncSession, table: Any) -> sqlite.Insert | postgresql.Insert:
+def _insert(conn: AsyncConnection, table: Any) -> sqlite.Insert | postgresql.Insert:
     """The dialect's INSERT, which knows ON CONFLICT (both spell it the same)."""
-    if _dialect(session) == "postgresql":
+    if _dialect(conn) == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -40,12 +41,23 @@ def _insert(session: AsyncSession, table: Any) -> sqlite.Insert | postgresql.Ins
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
     incident_ids: dict[str, int]  # incident key -> id, for the keys this batch touched
-    opened: list[tuple[int, str]]  # (incident id, error type) for incidents created now
+    # (incident id, error type, escalated at once for want of a playbook), for new incidents
+    opened: list[tuple[int, str, bool]]
     resolved: int
 
 
-async def ingest(session: AsyncSession, batch: Sequence[Signal], now: datetime) -> IngestOutcome:
-    """Store signals and open, attach or resolve incidents: a few statements per batch."""
+async def ingest(
+    conn: AsyncConnection,
+    batch: Sequence[Signal],
+    now: datetime,
+    unmatched: frozenset[str] = frozenset(),
+) -> IngestOutcome:
+    """Store signals and open, attach or resolve incidents: a few statements per batch.
+
+    ``unmatched``: incident keys no playbook matches. They open already escalated
+    (``no_playbook``), so an alert storm nobody wrote a playbook for costs the worker nothing;
+    they keep their dedup key, so repeats attach instead of opening incident after incident.
+    """
     sig_rows: dict[str, dict[str, Any]] = {}
     for s in batch:
         row = sig_rows.get(s.idempotency_key)
@@ -66,54 +78,24 @@ async def ingest(session: AsyncSession, batch: Sequence[Signal], now: datetime) 
             "received_at": now,
             "last_received_at": now,
         }
-    ins = _insert(session, signals)
-    await session.execute(
-        ins.values(list(sig_rows.values())).on_conflict_do_update(
-            index_elements=[signals.c.idempotency_key],
-            set_={
-                "occurrences": signals.c.occurrences + ins.excluded.occurrences,
-                "last_received_at": ins.excluded.last_received_at,
-            },
-        )
-    )
+    await conn.execute(_statements(_dialect(conn)).signal_upsert, list(sig_rows.values()))
 
     ids: dict[str, int] = {}
-    opened: list[tuple[int, str]] = []
+    opened: list[tuple[int, str, bool]] = []
     for source in Source:
-        rows = _incident_rows([s for s in batch if s.firing and s.source is source], now)
+        rows = _incident_rows([s for s in batch if s.firing and s.source is source], now, unmatched)
         if not rows:
             continue
-        ins = _insert(session, incidents)
-        set_: dict[str, Any] = {
-            "occurrences": incidents.c.occurrences + ins.excluded.occurrences,
-            "last_seen_at": ins.excluded.last_seen_at,
-            "updated_at": ins.excluded.updated_at,
-        }
-        if source is Source.SCHEDULER:
-            # The job failed again while we waited to see if the repair held: judge now.
-            set_["next_attempt_at"] = case(
-                (incidents.c.status == IncidentStatus.VERIFYING.value, ins.excluded.last_seen_at),
-                else_=incidents.c.next_attempt_at,
-            )
-        stmt = (
-            ins.values(rows)
-            .on_conflict_do_update(index_elements=[incidents.c.dedup_key], set_=set_)
-            .returning(
-                incidents.c.id,
-                incidents.c.dedup_key,
-                incidents.c.created_at,
-                incidents.c.error_type,
-            )
-        )
-        for inc_id, key, created_at, error_type in (await session.execute(stmt)).all():
+        stmt = _statements(_dialect(conn)).incident_upsert[source]
+        for inc_id, key, created_at, error_type in (await conn.execute(stmt, rows)).all():
             ids[key] = inc_id
             if created_at == now:
-                opened.append((inc_id, error_type))
+                opened.append((inc_id, error_type, key in unmatched))
 
     resolved_keys = [s.incident_key for s in batch if not s.firing]
     resolved = 0
     if resolved_keys:
-        result = await session.execute(
+        result = await conn.execute(
             update(incidents)
             .where(incidents.c.dedup_key.in_(resolved_keys), incidents.c.status.in_(_RESOLVABLE))
             .values(
@@ -130,13 +112,60 @@ async def ingest(session: AsyncSession, batch: Sequence[Signal], now: datetime) 
     return IngestOutcome(ids, opened, resolved)
 
 
-def _incident_rows(batch: Iterable[Signal], now: datetime) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    signal_upsert: Any
+    incident_upsert: Mapping[Source, Any]
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """The ingest upserts, built once per dialect.
+
+    Run as executemany of one statement: building ``excluded`` or a multi-VALUES statement per
+    batch cost more than the commit itself.
+    """
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    sig = insert(signals)
+    signal_upsert = sig.on_conflict_do_update(
+        index_elements=[signals.c.idempotency_key],
+        set_={
+            "occurrences": signals.c.occurrences + sig.excluded.occurrences,
+            "last_received_at": sig.excluded.last_received_at,
+        },
+    )
+    upserts = {}
+    for source in Source:
+        ins = insert(incidents)
+        set_: dict[str, Any] = {
+            "occurrences": incidents.c.occurrences + ins.excluded.occurrences,
+            "last_seen_at": ins.excluded.last_seen_at,
+            "updated_at": ins.excluded.updated_at,
+        }
+        if source is Source.SCHEDULER:
+            # The job failed again while we waited to see if the repair held: judge now.
+            set_["next_attempt_at"] = case(
+                (incidents.c.status == IncidentStatus.VERIFYING.value, ins.excluded.last_seen_at),
+                else_=incidents.c.next_attempt_at,
+            )
+        upserts[source] = ins.on_conflict_do_update(
+            index_elements=[incidents.c.dedup_key], set_=set_
+        ).returning(
+            incidents.c.id, incidents.c.dedup_key, incidents.c.created_at, incidents.c.error_type
+        )
+    return _Statements(signal_upsert, upserts)
+
+
+def _incident_rows(
+    batch: Iterable[Signal], now: datetime, unmatched: frozenset[str]
+) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for s in batch:
         row = rows.get(s.incident_key)
         if row is not None:
             row["occurrences"] += 1
             continue
+        no_playbook = s.incident_key in unmatched
         rows[s.incident_key] = {
             "dedup_key": s.incident_key,
             "source": s.source.value,
@@ -145,14 +174,17 @@ def _incident_rows(batch: Iterable[Signal], now: datetime) -> list[dict[str, Any
             "error_message": s.message,
             "error_traceback": s.traceback,
             "severity": s.severity.value,
-            "status": IncidentStatus.OPEN.value,
+            "status": (
+                IncidentStatus.ESCALATED.value if no_playbook else IncidentStatus.OPEN.value
+            ),
+            "escalation_reason": EscalationReason.NO_PLAYBOOK.value if no_playbook else None,
             "retry_count": 0,
             "occurrences": 1,
             "fingerprint": s.fingerprint,
             "signature": s.signature,
             "labels": dict(s.labels),
             "annotations": dict(s.annotations),
-            "next_attempt_at": now,
+            "next_attempt_at": None if no_playbook else now,
             "starts_at": s.starts_at or s.occurred_at,
             "last_seen_at": now,
             "created_at": now,
@@ -171,9 +203,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-async def resolve_task(session: AsyncSession, task: str, now: datetime) -> list[int]:
+async def resolve_task(conn: AsyncConnection, task: str, now: datetime) -> list[int]:
     """A scheduler's success ping: its task's open and escalated incidents are resolved."""
-    result = await session.execute(
+    result = await conn.execute(
         update(incidents)
         .where(
             incidents.c.source == Source.SCHEDULER.value,
@@ -193,13 +225,13 @@ async def resolve_task(session: AsyncSession, task: str, now: datetime) -> list[
 
 
 async def sync_playbooks(
-    session: AsyncSession, loaded: Sequence[Playbook], now: datetime
+    conn: AsyncConnection, loaded: Sequence[Playbook], now: datetime
 ) -> dict[str, int]:
     """Upsert the YAML playbooks by name; counts survive. Rows no longer in YAML go inactive."""
     existing = {
         row.name: row
         for row in (
-            await session.execute(select(playbooks.c.id, playbooks.c.name, playbooks.c.digest))
+            await conn.execute(select(playbooks.c.id, playbooks.c.name, playbooks.c.digest))
         ).all()
     }
     ids: dict[str, int] = {}
@@ -220,8 +252,8 @@ async def sync_playbooks(
         }
         row = existing.get(pb.name)
         if row is None:
-            ins = _insert(session, playbooks)
-            await session.execute(
+            ins = _insert(conn, playbooks)
+            await conn.execute(
                 ins.values(
                     name=pb.name,
                     success_count=0,
@@ -233,23 +265,23 @@ async def sync_playbooks(
                 ).on_conflict_do_nothing(index_elements=[playbooks.c.name])
             )
         elif row.digest != pb.digest:
-            await session.execute(
+            await conn.execute(
                 update(playbooks).where(playbooks.c.id == row.id).values(updated_at=now, **values)
             )
     gone = set(existing) - {pb.name for pb in loaded}
     if gone:
-        await session.execute(
+        await conn.execute(
             update(playbooks)
             .where(playbooks.c.name.in_(gone), playbooks.c.is_active.is_(True))
             .values(is_active=False, updated_at=now)
         )
-    for pid, pname in (await session.execute(select(playbooks.c.id, playbooks.c.name))).all():
+    for pid, pname in (await conn.execute(select(playbooks.c.id, playbooks.c.name))).all():
         ids[pname] = pid
     return ids
 
 
 async def claim(
-    session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int
+    conn: AsyncConnection, owner: str, now: datetime, lease: timedelta, limit: int
 ) -> list[int]:
     """Lease up to ``limit`` due incidents. Expired leases are taken over (a dead replica)."""
     due = (
@@ -262,12 +294,12 @@ async def claim(
         .order_by(incidents.c.next_attempt_at)
         .limit(limit)
     )
-    if _dialect(session) == "postgresql":
+    if _dialect(conn) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    candidates = [r[0] for r in (await session.execute(due)).all()]
+    candidates = [r[0] for r in (await conn.execute(due)).all()]
     if not candidates:
         return []
-    result = await session.execute(
+    result = await conn.execute(
         update(incidents)
         .where(
             incidents.c.id.in_(candidates),
@@ -279,29 +311,29 @@ async def claim(
     return [r[0] for r in result.all()]
 
 
-async def release(session: AsyncSession, incident_id: int, owner: str) -> None:
-    await session.execute(
+async def release(conn: AsyncConnection, incident_id: int, owner: str) -> None:
+    await conn.execute(
         update(incidents)
         .where(incidents.c.id == incident_id, incidents.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None)
     )
 
 
-async def next_due(session: AsyncSession) -> datetime | None:
+async def next_due(conn: AsyncConnection) -> datetime | None:
     """When the earliest active incident falls due: how long the worker may sleep."""
-    value = await session.scalar(
+    value = await conn.scalar(
         select(func.min(incidents.c.next_attempt_at)).where(incidents.c.status.in_(_ACTIVE))
     )
     return value if isinstance(value, datetime) else None
 
 
-async def get_incident(session: AsyncSession, incident_id: int) -> dict[str, Any] | None:
-    row = (await session.execute(select(incidents).where(incidents.c.id == incident_id))).first()
+async def get_incident(conn: AsyncConnection, incident_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(select(incidents).where(incidents.c.id == incident_id))).first()
     return dict(row._mapping) if row else None
 
 
 async def update_incident(
-    session: AsyncSession,
+    conn: AsyncConnection,
     incident_id: int,
     values: Mapping[str, Any],
     *,
@@ -311,12 +343,12 @@ async def update_incident(
     stmt = update(incidents).where(incidents.c.id == incident_id).values(**values)
     if only_if_status is not None:
         stmt = stmt.where(incidents.c.status.in_(list(only_if_status)))
-    result = await session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    result = await conn.execute(stmt)
+    return bool(result.rowcount)
 
 
 async def escalate(
-    session: AsyncSession, incident: Mapping[str, Any], reason: EscalationReason, now: datetime
+    conn: AsyncConnection, incident: Mapping[str, Any], reason: EscalationReason, now: datetime
 ) -> bool:
     values: dict[str, Any] = {
         "status": IncidentStatus.ESCALATED.value,
@@ -326,10 +358,10 @@ async def escalate(
     }
     if incident["source"] == Source.SCHEDULER.value:
         values["dedup_key"] = None
-    return await update_incident(session, incident["id"], values, only_if_status=_ACTIVE)
+    return await update_incident(conn, incident["id"], values, only_if_status=_ACTIVE)
 
 
-async def resolve(session: AsyncSession, incident: Mapping[str, Any], now: datetime) -> bool:
+async def resolve(conn: AsyncConnection, incident: Mapping[str, Any], now: datetime) -> bool:
     values: dict[str, Any] = {
         "status": IncidentStatus.RESOLVED.value,
         "resolved_at": now,
@@ -338,23 +370,23 @@ async def resolve(session: AsyncSession, incident: Mapping[str, Any], now: datet
     }
     if incident["source"] == Source.SCHEDULER.value:
         values["dedup_key"] = None
-    return await update_incident(session, incident["id"], values, only_if_status=_ACTIVE)
+    return await update_incident(conn, incident["id"], values, only_if_status=_ACTIVE)
 
 
-async def add_heal_log(session: AsyncSession, **values: Any) -> int:
+async def add_heal_log(conn: AsyncConnection, **values: Any) -> int:
     values.setdefault("result_output", "")
     values.setdefault("duration_ms", 0)
-    result = await session.execute(heal_logs.insert().values(**values).returning(heal_logs.c.id))
+    result = await conn.execute(heal_logs.insert().values(**values).returning(heal_logs.c.id))
     return int(result.scalar_one())
 
 
-async def finish_heal_log(session: AsyncSession, log_id: int, **values: Any) -> None:
-    await session.execute(update(heal_logs).where(heal_logs.c.id == log_id).values(**values))
+async def finish_heal_log(conn: AsyncConnection, log_id: int, **values: Any) -> None:
+    await conn.execute(update(heal_logs).where(heal_logs.c.id == log_id).values(**values))
 
 
-async def fail_interrupted(session: AsyncSession, incident_id: int, now: datetime) -> int:
+async def fail_interrupted(conn: AsyncConnection, incident_id: int, now: datetime) -> int:
     """Pending attempts left by a replica that died mid-heal become failures."""
-    result = await session.execute(
+    result = await conn.execute(
         update(heal_logs)
         .where(
             heal_logs.c.incident_id == incident_id,
@@ -367,18 +399,18 @@ async def fail_interrupted(session: AsyncSession, incident_id: int, now: datetim
             finished_at=now,
         )
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
 
 
-async def count_playbook(session: AsyncSession, playbook_id: int, ok: bool) -> None:
+async def count_playbook(conn: AsyncConnection, playbook_id: int, ok: bool) -> None:
     column = playbooks.c.success_count if ok else playbooks.c.fail_count
-    await session.execute(
+    await conn.execute(
         update(playbooks).where(playbooks.c.id == playbook_id).values({column: column + 1})
     )
 
 
 async def take_cooldown(
-    session: AsyncSession,
+    conn: AsyncConnection,
     playbook_id: int,
     target: str,
     incident_id: int,
@@ -389,16 +421,16 @@ async def take_cooldown(
 
     The incident that holds it may act again (its retries are bounded by max_retries).
     """
-    ins = _insert(session, cooldowns)
-    created = await session.execute(
+    ins = _insert(conn, cooldowns)
+    created = await conn.execute(
         ins.values(
             playbook_id=playbook_id, target=target, incident_id=incident_id, last_action_at=now
         ).on_conflict_do_nothing()
     )
-    if created.rowcount:  # type: ignore[attr-defined]
+    if created.rowcount:
         return None
     key = and_(cooldowns.c.playbook_id == playbook_id, cooldowns.c.target == target)
-    taken = await session.execute(
+    taken = await conn.execute(
         update(cooldowns)
         .where(
             key,
@@ -408,14 +440,14 @@ async def take_cooldown(
         )
         .values(last_action_at=now, incident_id=incident_id)
     )
-    if taken.rowcount:  # type: ignore[attr-defined]
+    if taken.rowcount:
         return None
-    last = await session.scalar(select(cooldowns.c.last_action_at).where(key))
+    last = await conn.scalar(select(cooldowns.c.last_action_at).where(key))
     return (last or now) + cooldown
 
 
 async def list_incidents(
-    session: AsyncSession,
+    conn: AsyncConnection,
     *,
     status: str | None,
     error_type: str | None,
@@ -427,9 +459,9 @@ async def list_incidents(
         conds.append(incidents.c.status == status)
     if error_type:
         conds.append(incidents.c.error_type == error_type)
-    total = await session.scalar(select(func.count()).select_from(incidents).where(*conds))
+    total = await conn.scalar(select(func.count()).select_from(incidents).where(*conds))
     rows = (
-        await session.execute(
+        await conn.execute(
             select(incidents)
             .where(*conds)
             .order_by(incidents.c.id.desc())
@@ -440,9 +472,9 @@ async def list_incidents(
     return [dict(r._mapping) for r in rows], int(total or 0)
 
 
-async def incident_heal_logs(session: AsyncSession, incident_id: int) -> list[dict[str, Any]]:
+async def incident_heal_logs(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
     rows = (
-        await session.execute(
+        await conn.execute(
             select(heal_logs)
             .where(heal_logs.c.incident_id == incident_id)
             .order_by(heal_logs.c.created_at, heal_logs.c.id)
@@ -451,14 +483,14 @@ async def incident_heal_logs(session: AsyncSession, incident_id: int) -> list[di
     return [dict(r._mapping) for r in rows]
 
 
-async def list_playbooks(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = (await session.execute(select(playbooks).order_by(playbooks.c.id))).all()
+async def list_playbooks(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = (await conn.execute(select(playbooks).order_by(playbooks.c.id))).all()
     return [dict(r._mapping) for r in rows]
 
 
-async def active_counts(session: AsyncSession) -> dict[str, int]:
+async def active_counts(conn: AsyncConnection) -> dict[str, int]:
     rows = (
-        await session.execute(
+        await conn.execute(
             select(incidents.c.status, func.count())
             .where(incidents.c.status.in_(_ACTIVE))
             .group_by(incidents.c.status)

@@ -1,0 +1,193 @@
+"""Ingest benchmark: autoheal (embedded SQLite default) against a bare aiohttp handler.
+
+Both servers run as their own processes on loopback; one client process drives each with the
+same load (32 connections) for the same time. Prints alerts/s, p50/p99 latency, the ratio
+autoheal/bare for every scenario, and autoheal's peak RSS. Figures, not assertions: the machine
+is shared and noisy, so compare the ratios of one run.
+
+    python bench/ingest.py [--seconds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+
+async def handle(request):
+    await request.read()
+    return web.json_response({"status": "ok"})
+
+app = web.Application(client_max_size=1 << 20)
+app.router.add_post("/api/v1/alerts", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+ALERT = {
+    "status": "firing",
+    "labels": {"alertname": "ContainerDown", "container": "app", "instance": "web1",
+               "severity": "critical"},
+    "annotations": {"summary": "test ContainerDown"},
+    "startsAt": "2026-11-28T03:33:42.963475Z",
+    "endsAt": "0001-01-01T00:00:00Z",
+    "generatorURL": "http://127.0.0.1:19090/graph",
+    "fingerprint": "0bd26ca12c649ee7",
+}
+
+
+def payload(n_alerts: int, unique: bool) -> bytes:
+    alerts = []
+    for i in range(n_alerts):
+        alert = copy.deepcopy(ALERT)
+        if unique:
+            fp = uuid.uuid4().hex[:16]
+            alert["fingerprint"] = fp
+            alert["labels"]["instance"] = fp
+        else:
+            alert["fingerprint"] = f"resend{i:04d}"
+        alerts.append(alert)
+    body = {
+        "receiver": "autoheal", "status": "firing", "alerts": alerts,
+        "groupLabels": {"alertname": "ContainerDown"}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093", "version": "4",
+        "groupKey": '{}:{alertname="ContainerDown"}', "truncatedAlerts": 0,
+    }
+    return json.dumps(body).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(url)
+
+
+async def drive(url: str, n_alerts: int, unique: bool, seconds: float, conns: int) -> dict[str, float]:
+    """Closed loop: `conns` clients send back to back for `seconds`."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    # Pre-build bodies so the client spends its time sending, not serialising.
+    bodies = [payload(n_alerts, unique) for _ in range(2000 if unique else 1)]
+    latencies: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+
+    async def client(session: aiohttp.ClientSession, k: int) -> None:
+        nonlocal errors
+        i = k
+        while time.monotonic() < stop:
+            body = bodies[i % len(bodies)]
+            if unique and i >= len(bodies):
+                body = payload(n_alerts, True)
+            i += conns
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - t0)
+
+    connector = aiohttp.TCPConnector(limit=conns)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.monotonic()
+        await asyncio.gather(*(client(session, k) for k in range(conns)))
+        elapsed = time.monotonic() - started
+    latencies.sort()
+    return {
+        "alerts_per_s": len(latencies) * n_alerts / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "requests": len(latencies),
+        "errors": errors,
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-"))
+    bare_port, heal_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOHEAL_")}
+    env.update({
+        "AUTOHEAL_LISTEN": f"127.0.0.1:{heal_port}",
+        "AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/autoheal.db",
+        "AUTOHEAL_AUTH_TOKEN": TOKEN,
+        "AUTOHEAL_LOG_LEVEL": "WARNING",
+    })
+    bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
+    heal = subprocess.Popen([sys.executable, "-m", "receiver", "serve"], env=env, cwd=ROOT)
+    try:
+        await wait_ready(f"http://127.0.0.1:{bare_port}/api/v1/alerts")
+        await wait_ready(f"http://127.0.0.1:{heal_port}/readyz")
+        scenarios = [(1, True), (1, False), (10, True), (10, False)]
+        print(f"{args.connections} connections, {args.seconds:g}s per run, SQLite at {tmp}")
+        print(f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'errors':>8}{'ratio':>8}")
+        for n_alerts, unique in scenarios:
+            name = f"{n_alerts} alert{'s' if n_alerts > 1 else ''}/req, {'unique' if unique else 'resend'}"
+            results = {}
+            for server, port in (("bare", bare_port), ("autoheal", heal_port)):
+                url = f"http://127.0.0.1:{port}/api/v1/alerts"
+                await drive(url, n_alerts, unique, min(1.0, args.seconds), args.connections)  # warm
+                results[server] = await drive(url, n_alerts, unique, args.seconds, args.connections)
+            ratio = results["autoheal"]["alerts_per_s"] / results["bare"]["alerts_per_s"]
+            for server, r in results.items():
+                print(f"{name:<24}{server:<10}{r['alerts_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
+                      f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
+                      f"{(f'{ratio:.2f}' if server == 'autoheal' else ''):>8}")
+        print(f"autoheal peak RSS: {peak_rss_mb(heal.pid):.1f} MB")
+    finally:
+        for proc in (bare, heal):
+            proc.terminate()
+        for proc in (bare, heal):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

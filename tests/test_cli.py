@@ -1,0 +1,74 @@
+"""The autoheal command, run as a user would: a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FIXTURES, ROOT
+
+
+def autoheal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOHEAL_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args],
+        capture_output=True, text=True, timeout=60, env=full_env, cwd=ROOT, check=False,
+    )
+
+
+def test_check_bundled_playbooks() -> None:
+    result = autoheal("check", str(ROOT / "playbooks"))
+    assert result.returncode == 0, result.stderr
+    assert "ok: 7 playbooks" in result.stdout
+
+
+def test_check_names_file_playbook_and_field(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "playbooks:\n  - name: restart everything\n    error_type: OOM\n"
+        "    action: {type: ssh_anything, params: {}}\n"
+    )
+    result = autoheal("check", str(tmp_path))
+    assert result.returncode == 2
+    assert "bad.yaml" in result.stderr
+    assert "restart everything" in result.stderr
+    assert "action.type" in result.stderr
+
+
+def test_replay_shows_decision_without_acting() -> None:
+    result = autoheal("replay", str(FIXTURES / "firing.json"))
+    assert result.returncode == 0, result.stderr
+    assert "ContainerDown (firing) -> UNKNOWN" in result.stdout
+    assert "no_playbook" in result.stdout
+
+
+def test_replay_exception_report(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    report.write_text(
+        '{"task": "run_weekly_strategy", "severity": "P1", "labels": {"container": "momo-scheduler"},'
+        ' "message": "Worker (pid:7) was sent SIGKILL! Perhaps out of memory?"}'
+    )
+    result = autoheal("replay", str(report))
+    assert "Scheduler OOM restart" in result.stdout
+    assert "docker restart -t 10 momo-scheduler" in result.stdout
+
+
+def test_db_upgrade_twice_and_listing(tmp_path: Path) -> None:
+    env = {"AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"}
+    for _ in range(2):
+        result = autoheal("db", "upgrade", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "database at revision" in result.stdout
+    result = autoheal("incidents", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "(0 of 0)" in result.stdout
+
+
+def test_bad_settings_exit_with_message() -> None:
+    result = autoheal("serve", env={"AUTOHEAL_LISTEN": "0.0.0.0:9"})
+    assert result.returncode == 2
+    assert "without credentials" in result.stderr
+    result = autoheal("serve", env={"AUTOHEAL_DATABASE_URL": "mysql://x"})
+    assert result.returncode == 2

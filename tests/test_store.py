@@ -1,0 +1,116 @@
+"""Store behaviour: migrations, playbook sync, outages, two replicas on one database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.app import create_app
+from receiver.db import repo
+from receiver.db.engine import open_database
+from receiver.db.migrate import current_revision, head_revision, upgrade
+from receiver.playbooks import load_playbooks, parse_playbooks
+from tests.conftest import ROOT, Service, _pg, load_fixture, pg_url
+
+
+async def test_migrations_run_twice(store_url: str) -> None:
+    db = open_database(store_url)
+    try:
+        await upgrade(db)
+        await upgrade(db)
+        assert await current_revision(db) == head_revision()
+    finally:
+        await db.dispose()
+
+
+async def test_playbook_sync_is_idempotent_and_keeps_counts(store_url: str) -> None:
+    db = open_database(store_url)
+    now = datetime.now(UTC)
+    try:
+        await upgrade(db)
+        seed = load_playbooks(ROOT / "playbooks")
+        async with db.transaction() as conn:
+            first = await repo.sync_playbooks(conn, seed, now)
+        async with db.transaction() as conn:
+            await repo.count_playbook(conn, first["App OOM restart"], ok=True)
+            second = await repo.sync_playbooks(conn, seed, now)
+        assert first == second
+        changed = parse_playbooks(
+            "playbooks:\n  - name: App OOM restart\n    error_type: OOM\n    max_retries: 5\n"
+            "    action: {type: alert_only, params: {message: m}}\n", "x.yaml"
+        )
+        async with db.transaction() as conn:
+            third = await repo.sync_playbooks(conn, changed, now)
+        assert third["App OOM restart"] == first["App OOM restart"]
+        async with db.reading() as conn:
+            rows = {r["name"]: r for r in await repo.list_playbooks(conn)}
+        assert rows["App OOM restart"]["max_retries"] == 5
+        assert rows["App OOM restart"]["success_count"] == 1
+        assert rows["App OOM restart"]["is_active"] is True
+        assert rows["Scheduler OOM restart"]["is_active"] is False
+    finally:
+        await db.dispose()
+
+
+async def test_same_alert_at_two_replicas_heals_once(
+    make_settings: Any, aiohttp_client: Any, make_alert: Any, playbooks_dir: Any
+) -> None:
+    from receiver.actions import ACTIONS
+    from tests import scripted_action
+    from tests.scripted_action import Scripted
+
+    ACTIONS[Scripted.kind] = Scripted()  # type: ignore[index]
+    scripted_action.RUNS.clear()
+    try:
+        tmp = playbooks_dir(
+            "playbooks:\n  - name: p\n    error_type: OOM\n    verify_seconds: 60\n"
+            "    action: {type: scripted, params: {sleep: 0.2}}\n"
+        )
+        replicas = [
+            Service(await aiohttp_client(create_app(make_settings(playbooks=tmp, replica_id=f"r{i}"))))
+            for i in range(2)
+        ]
+        payload = make_alert(alerts=[{"fingerprint": "same", "labels": {"alertname": "ContainerOOMKilled"}}])
+        results = await asyncio.gather(*(r.post("/api/v1/alerts", payload) for r in replicas))
+        assert [r.status for r in results] == [200, 200]
+        await asyncio.gather(*(r.settle() for r in replicas))
+        (item,) = await replicas[0].incidents()
+        incident = await replicas[1].incident(item["id"])
+        assert incident["occurrences"] == 2
+        assert len(incident["heal_logs"]) == 1
+        assert len(scripted_action.RUNS) == 1
+    finally:
+        del ACTIONS[Scripted.kind]  # type: ignore[attr-defined]
+
+
+async def test_store_outage_is_503_then_recovers(
+    pg_database: str | None, make_settings: Any, aiohttp_client: Any
+) -> None:
+    """A real PostgreSQL outage: connections refused, then back."""
+    if pg_database is None:
+        pytest.skip("needs PostgreSQL")  # the store_url tests already fail in CI without it
+    name = pg_database
+    await _pg(["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+              f"postgresql://postgres@127.0.0.1:5432/{name}")
+    svc = Service(await aiohttp_client(create_app(make_settings(database_url=pg_url(name)))))
+    payload = load_fixture("firing.json")
+    assert (await svc.post("/api/v1/alerts", payload)).status == 200
+    await _pg([
+        f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+    ])
+    try:
+        resp = await svc.post("/api/v1/alerts", load_fixture("prom_firing.json"))
+        assert resp.status == 503
+        assert (await resp.json())["error"] == "store_unavailable"
+        assert (await svc.client.get("/readyz")).status == 503
+        resp = await svc.client.get("/api/v1/incidents", headers={"Authorization": "Bearer test-token-123"})
+        assert resp.status == 503
+    finally:
+        await _pg([f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'])
+    assert (await svc.post("/api/v1/alerts", load_fixture("prom_firing.json"))).status == 200
+    assert len(await svc.incidents()) == 2
