@@ -120,8 +120,7 @@ class Ingestor:
             s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
         )
         now = datetime.now(UTC)
-        async with self._db.transaction() as conn:
-            outcome = await repo.ingest(conn, signals, now, unmatched)
+        outcome = await self._db.run_in_transaction(repo.ingest, signals, now, unmatched)
         m = self._metrics
         m.ingest_batch.observe(len(signals))
         for s in signals:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Connection, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.schema import cooldowns, heal_logs, incidents, playbooks, signals
@@ -46,8 +47,8 @@ class IngestOutcome:
     resolved: int
 
 
-async def ingest(
-    conn: AsyncConnection,
+def ingest(
+    conn: Connection,
     batch: Sequence[Signal],
     now: datetime,
     unmatched: frozenset[str] = frozenset(),
@@ -73,29 +74,42 @@ async def ingest(
             "labels": dict(s.labels),
             "annotations": dict(s.annotations),
             "message": s.message,
-            "payload": _jsonable(s.extra),
+            "payload": dict(s.extra),
             "occurrences": 1,
             "received_at": now,
             "last_received_at": now,
         }
-    await conn.execute(_statements(_dialect(conn)).signal_upsert, list(sig_rows.values()))
+    # A plain (sync) function: SQLite runs the whole batch in one thread hop, PostgreSQL
+    # through run_sync on its async connection.
+    statements = _statements(conn.dialect.name)
+    _executemany(conn, statements.signal_upsert, list(sig_rows.values()))
 
     ids: dict[str, int] = {}
     opened: list[tuple[int, str, bool]] = []
+    keys: list[str] = []
     for source in Source:
         rows = _incident_rows([s for s in batch if s.firing and s.source is source], now, unmatched)
-        if not rows:
-            continue
-        stmt = _statements(_dialect(conn)).incident_upsert[source]
-        for inc_id, key, created_at, error_type in (await conn.execute(stmt, rows)).all():
+        if rows:
+            _executemany(conn, statements.incident_upsert[source], rows)
+            keys.extend(r["dedup_key"] for r in rows)
+    if keys:
+        found = conn.execute(
+            select(
+                incidents.c.id,
+                incidents.c.dedup_key,
+                incidents.c.created_at,
+                incidents.c.error_type,
+            ).where(incidents.c.dedup_key.in_(keys))
+        )
+        for inc_id, key, created_at, error_type in found:
             ids[key] = inc_id
-            if created_at == now:
+            if created_at == now:  # inserted by this batch, not an earlier one
                 opened.append((inc_id, error_type, key in unmatched))
 
     resolved_keys = [s.incident_key for s in batch if not s.firing]
     resolved = 0
     if resolved_keys:
-        result = await conn.execute(
+        result = conn.execute(
             update(incidents)
             .where(incidents.c.dedup_key.in_(resolved_keys), incidents.c.status.in_(_RESOLVABLE))
             .values(
@@ -106,9 +120,9 @@ async def ingest(
             )
             .returning(incidents.c.id, incidents.c.dedup_key)
         )
-        found = result.all()
-        ids.update({key: inc_id for inc_id, key in found})
-        resolved = len(found)
+        closed = result.all()
+        ids.update({key: inc_id for inc_id, key in closed})
+        resolved = len(closed)
     return IngestOutcome(ids, opened, resolved)
 
 
@@ -150,10 +164,64 @@ def _statements(dialect: str) -> _Statements:
             )
         upserts[source] = ins.on_conflict_do_update(
             index_elements=[incidents.c.dedup_key], set_=set_
-        ).returning(
-            incidents.c.id, incidents.c.dedup_key, incidents.c.created_at, incidents.c.error_type
         )
     return _Statements(signal_upsert, upserts)
+
+
+_Param = tuple[str, Callable[[Any], Any] | None, bool, Any]
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_form(
+    stmt: Any, dialect: Dialect, keys: tuple[str, ...]
+) -> tuple[str, tuple[_Param, ...]]:
+    """SQL text and, per positional parameter: name, bind processor, is-constant, constant.
+
+    Row values go through their column's own processor (JSON, datetimes); literals inside the
+    statement (a CASE's status) are bound once here.
+    """
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    order: list[_Param] = []
+    for name in compiled.positiontup:
+        if name in keys:
+            column_type = stmt.table.c[name].type.dialect_impl(dialect)
+            order.append((name, column_type.bind_processor(dialect), False, None))
+        else:
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            value = bind.effective_value
+            order.append((name, None, True, process(value) if process else value))
+    return str(compiled), tuple(order)
+
+
+def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """executemany of one statement; on SQLite straight to the driver.
+
+    SQLAlchemy's per-row parameter handling cost more than the insert itself on the hot path;
+    here rows go through the same column bind processors (JSON, datetimes), each value once.
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(stmt, rows)
+        return
+    sql, order = _driver_form(stmt, conn.dialect, tuple(rows[0]))
+    memo: dict[tuple[str, int], Any] = {}
+
+    def bind(param: _Param, row: dict[str, Any]) -> Any:
+        name, process, constant, fixed = param
+        if constant:
+            return fixed
+        value = row[name]
+        if process is None or value is None:
+            return value
+        if isinstance(value, datetime):  # the batch's `now` repeats in every row
+            key = (name, id(value))
+            if key not in memo:
+                memo[key] = process(value)
+            return memo[key]
+        return process(value)
+
+    params = [tuple(bind(param, row) for param in order) for row in rows]
+    conn.exec_driver_sql(sql, params)
 
 
 def _incident_rows(
@@ -191,16 +259,6 @@ def _incident_rows(
             "updated_at": now,
         }
     return list(rows.values())
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 async def resolve_task(conn: AsyncConnection, task: str, now: datetime) -> list[int]:
