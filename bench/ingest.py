@@ -23,7 +23,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -45,8 +44,12 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 
 ALERT = {
     "status": "firing",
-    "labels": {"alertname": "ContainerDown", "container": "app", "instance": "web1",
-               "severity": "critical"},
+    "labels": {
+        "alertname": "ContainerDown",
+        "container": "app",
+        "instance": "web1",
+        "severity": "critical",
+    },
     "annotations": {"summary": "test ContainerDown"},
     "startsAt": "2026-11-28T03:33:42.963475Z",
     "endsAt": "0001-01-01T00:00:00Z",
@@ -67,10 +70,16 @@ def payload(n_alerts: int, unique: bool) -> bytes:
             alert["fingerprint"] = f"resend{i:04d}"
         alerts.append(alert)
     body = {
-        "receiver": "autoheal", "status": "firing", "alerts": alerts,
-        "groupLabels": {"alertname": "ContainerDown"}, "commonLabels": {},
-        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093", "version": "4",
-        "groupKey": '{}:{alertname="ContainerDown"}', "truncatedAlerts": 0,
+        "receiver": "autoheal",
+        "status": "firing",
+        "alerts": alerts,
+        "groupLabels": {"alertname": "ContainerDown"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "version": "4",
+        "groupKey": '{}:{alertname="ContainerDown"}',
+        "truncatedAlerts": 0,
     }
     return json.dumps(body).encode()
 
@@ -95,7 +104,9 @@ async def wait_ready(url: str, timeout: float = 30) -> None:
     raise TimeoutError(url)
 
 
-async def drive(url: str, n_alerts: int, unique: bool, seconds: float, conns: int) -> dict[str, float]:
+async def drive(
+    url: str, n_alerts: int, unique: bool, seconds: float, conns: int
+) -> dict[str, float]:
     """Closed loop: `conns` clients send back to back for `seconds`."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     # Pre-build bodies so the client spends its time sending, not serialising.
@@ -150,12 +161,14 @@ async def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-"))
     bare_port, heal_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOHEAL_")}
-    env.update({
-        "AUTOHEAL_LISTEN": f"127.0.0.1:{heal_port}",
-        "AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/autoheal.db",
-        "AUTOHEAL_AUTH_TOKEN": TOKEN,
-        "AUTOHEAL_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "AUTOHEAL_LISTEN": f"127.0.0.1:{heal_port}",
+            "AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/autoheal.db",
+            "AUTOHEAL_AUTH_TOKEN": TOKEN,
+            "AUTOHEAL_LOG_LEVEL": "WARNING",
+        }
+    )
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
     heal = subprocess.Popen([sys.executable, "-m", "receiver", "serve"], env=env, cwd=ROOT)
     try:
@@ -163,8 +176,10 @@ async def main() -> int:
         await wait_ready(f"http://127.0.0.1:{heal_port}/readyz")
         scenarios = [(1, True), (1, False), (10, True), (10, False)]
         print(f"{args.connections} connections, {args.seconds:g}s per run, SQLite at {tmp}")
-        print(f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'errors':>8}{'ratio':>8}")
+        print(
+            f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+            f"{'errors':>8}{'ratio':>8}"
+        )
         for n_alerts, unique in scenarios:
             name = f"{n_alerts} alert{'s' if n_alerts > 1 else ''}/req, {'unique' if unique else 'resend'}"
             results = {}
@@ -174,9 +189,11 @@ async def main() -> int:
                 results[server] = await drive(url, n_alerts, unique, args.seconds, args.connections)
             ratio = results["autoheal"]["alerts_per_s"] / results["bare"]["alerts_per_s"]
             for server, r in results.items():
-                print(f"{name:<24}{server:<10}{r['alerts_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
-                      f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
-                      f"{(f'{ratio:.2f}' if server == 'autoheal' else ''):>8}")
+                print(
+                    f"{name:<24}{server:<10}{r['alerts_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
+                    f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
+                    f"{(f'{ratio:.2f}' if server == 'autoheal' else ''):>8}"
+                )
         print(f"autoheal peak RSS: {peak_rss_mb(heal.pid):.1f} MB")
     finally:
         for proc in (bare, heal):

@@ -15,7 +15,12 @@ def autoheal(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "receiver", *args],
-        capture_output=True, text=True, timeout=60, env=full_env, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        cwd=ROOT,
+        check=False,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +40,8 @@ async def test_playbook_sync_is_idempotent_and_keeps_counts(store_url: str) -> N
         assert first == second
         changed = parse_playbooks(
             "playbooks:\n  - name: App OOM restart\n    error_type: OOM\n    max_retries: 5\n"
-            "    action: {type: alert_only, params: {message: m}}\n", "x.yaml"
+            "    action: {type: alert_only, params: {message: m}}\n",
+            "x.yaml",
         )
         async with db.transaction() as conn:
             third = await repo.sync_playbooks(conn, changed, now)
@@ -71,10 +71,14 @@ async def test_same_alert_at_two_replicas_heals_once(
             "    action: {type: scripted, params: {sleep: 0.2}}\n"
         )
         replicas = [
-            Service(await aiohttp_client(create_app(make_settings(playbooks=tmp, replica_id=f"r{i}"))))
+            Service(
+                await aiohttp_client(create_app(make_settings(playbooks=tmp, replica_id=f"r{i}")))
+            )
             for i in range(2)
         ]
-        payload = make_alert(alerts=[{"fingerprint": "same", "labels": {"alertname": "ContainerOOMKilled"}}])
+        payload = make_alert(
+            alerts=[{"fingerprint": "same", "labels": {"alertname": "ContainerOOMKilled"}}]
+        )
         results = await asyncio.gather(*(r.post("/api/v1/alerts", payload) for r in replicas))
         assert [r.status for r in results] == [200, 200]
         await asyncio.gather(*(r.settle() for r in replicas))
@@ -94,21 +98,27 @@ async def test_store_outage_is_503_then_recovers(
     if pg_database is None:
         pytest.skip("needs PostgreSQL")  # the store_url tests already fail in CI without it
     name = pg_database
-    await _pg(["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
-              f"postgresql://postgres@127.0.0.1:5432/{name}")
+    await _pg(
+        ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+        f"postgresql://postgres@127.0.0.1:5432/{name}",
+    )
     svc = Service(await aiohttp_client(create_app(make_settings(database_url=pg_url(name)))))
     payload = load_fixture("firing.json")
     assert (await svc.post("/api/v1/alerts", payload)).status == 200
-    await _pg([
-        f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
-        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
-    ])
+    await _pg(
+        [
+            f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+        ]
+    )
     try:
         resp = await svc.post("/api/v1/alerts", load_fixture("prom_firing.json"))
         assert resp.status == 503
         assert (await resp.json())["error"] == "store_unavailable"
         assert (await svc.client.get("/readyz")).status == 503
-        resp = await svc.client.get("/api/v1/incidents", headers={"Authorization": "Bearer test-token-123"})
+        resp = await svc.client.get(
+            "/api/v1/incidents", headers={"Authorization": "Bearer test-token-123"}
+        )
         assert resp.status == 503
     finally:
         await _pg([f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'])
