@@ -15,6 +15,7 @@ import asyncio
 import copy
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -203,6 +204,7 @@ async def main() -> int:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -23,8 +23,9 @@ from receiver.app import create_app
 from receiver.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager"
-LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# Real payloads a real Alertmanager 0.25 sent (copied from shared/fixtures/alertmanager).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 PG_ADMIN_DSN = os.environ.get("AUTOHEAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TOKEN = "test-token-123"
@@ -38,7 +39,7 @@ def require(reason: str) -> None:
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    for folder in (LOCAL_FIXTURES, FIXTURES):
+    for folder in (FIXTURES,):
         path = folder / name
         if path.exists():
             data: dict[str, Any] = json.loads(path.read_text())
