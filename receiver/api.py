@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from receiver import appkeys
 from receiver.catalog import load_catalog
 from receiver.db import repo
-from receiver.db.migrate import current_revision, head_revision
+from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType, IncidentStatus
 from receiver.errors import PlaybookError, StoreUnavailable
 from receiver.payloads import AlertmanagerWebhook, ExceptionReport, SuccessReport
@@ -224,9 +224,8 @@ async def readyz(request: web.Request) -> web.Response:
         revision = await current_revision(db)
     except (SQLAlchemyError, OSError) as exc:
         return _json({"status": "unavailable", "detail": type(exc).__name__}, 503)
-    head = head_revision()
-    if revision != head:
-        return _json({"status": "migrating", "revision": revision, "head": head}, 503)
+    if revision != HEAD_REVISION:
+        return _json({"status": "migrating", "revision": revision, "head": HEAD_REVISION}, 503)
     return _json({"status": "ready", "revision": revision})
 
 

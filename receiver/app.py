@@ -17,7 +17,7 @@ from receiver.catalog import CatalogHolder, load_catalog
 from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import open_database
-from receiver.db.migrate import upgrade
+from receiver.db.migrate import ensure_schema
 from receiver.domain import ACTIVE_STATUSES
 from receiver.ingest import Ingestor
 from receiver.metrics import build_metrics
@@ -30,7 +30,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     db = open_database(settings.database_url)
     try:
-        await upgrade(db)
+        await ensure_schema(db, settings.database_url)
         catalog = await load_catalog(db, settings.playbooks)
         app[appkeys.DATABASE] = db
         app[appkeys.CATALOG] = CatalogHolder(catalog)

@@ -21,6 +21,8 @@ from aiohttp.test_utils import TestClient
 from receiver import appkeys
 from receiver.app import create_app
 from receiver.config import Settings, load_settings
+from receiver.db.engine import open_database
+from receiver.db.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 # Real payloads a real Alertmanager 0.25 sent (copied from shared/fixtures/alertmanager).
@@ -39,12 +41,8 @@ def require(reason: str) -> None:
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    for folder in (FIXTURES,):
-        path = folder / name
-        if path.exists():
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-    raise FileNotFoundError(name)
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
 
 
 async def _pg(sql: list[str], dsn: str = PG_ADMIN_DSN) -> None:
@@ -87,18 +85,37 @@ def pg_url(name: str) -> str:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every store test runs on the embedded SQLite file and on the real PostgreSQL."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/autoheal.db"
-    name = request.getfixturevalue("pg_database")
-    if name is None:
-        require("PostgreSQL at 127.0.0.1:5432")
-    # Each test starts from an empty schema; the app's migrations build it again.
-    asyncio.run(
-        _pg(
-            ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
-            f"postgresql://postgres@127.0.0.1:5432/{name}",
+        url = f"sqlite+aiosqlite:///{tmp_path}/autoheal.db"
+    else:
+        name = request.getfixturevalue("pg_database")
+        if name is None:
+            require("PostgreSQL at 127.0.0.1:5432")
+        # Each test starts from an empty schema.
+        asyncio.run(
+            _pg(
+                ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+                f"postgresql://postgres@127.0.0.1:5432/{name}",
+            )
         )
-    )
-    return pg_url(name)
+        url = pg_url(name)
+    if "fresh_schema" not in request.fixturenames:
+        # Migrated here, in-process: an app on an empty database would spawn
+        # `autoheal db upgrade` (tested on its own in test_store.py).
+        asyncio.run(_migrate(url))
+    return url
+
+
+async def _migrate(url: str) -> None:
+    db = open_database(url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def fresh_schema() -> None:
+    """Ask store_url for an empty database: the app must migrate it itself."""
 
 
 @pytest.fixture

@@ -11,17 +11,26 @@ import pytest
 from receiver.app import create_app
 from receiver.db import repo
 from receiver.db.engine import open_database
-from receiver.db.migrate import current_revision, head_revision, upgrade
+from receiver.db.migrate import HEAD_REVISION, alembic_head, current_revision, upgrade
 from receiver.playbooks import load_playbooks, parse_playbooks
 from tests.conftest import ROOT, Service, _pg, load_fixture, pg_url
 
 
-async def test_migrations_run_twice(store_url: str) -> None:
+async def test_app_migrates_an_empty_database_in_a_child_process(
+    fresh_schema: None, store_url: str, make_settings: Any, aiohttp_client: Any
+) -> None:
+    svc = Service(await aiohttp_client(create_app(make_settings())))
+    ready = await (await svc.client.get("/readyz")).json()
+    assert ready == {"status": "ready", "revision": HEAD_REVISION}
+    assert len((await svc.get_json("/api/v1/playbooks"))["items"]) == 7
+
+
+async def test_migrations_run_twice(fresh_schema: None, store_url: str) -> None:
     db = open_database(store_url)
     try:
         await upgrade(db)
         await upgrade(db)
-        assert await current_revision(db) == head_revision()
+        assert await current_revision(db) == HEAD_REVISION == alembic_head()
     finally:
         await db.dispose()
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,11 +32,20 @@ def _dialect(conn: AsyncConnection) -> str:
     return conn.dialect.name
 
 
-def _insert(conn: AsyncConnection, table: Any) -> sqlite.Insert | postgresql.Insert:
-    """The dialect's INSERT, which knows ON CONFLICT (both spell it the same)."""
-    if _dialect(conn) == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _dialect_insert(dialect: str) -> Callable[[Any], Any]:
+    """The dialect's INSERT, which knows ON CONFLICT (both spell it the same).
+
+    The PostgreSQL module is imported only when used: the embedded default never loads it.
+    """
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    return sqlite.insert
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    return _dialect_insert(_dialect(conn))(table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,7 @@ def _statements(dialect: str) -> _Statements:
     Run as executemany of one statement: building ``excluded`` or a multi-VALUES statement per
     batch cost more than the commit itself.
     """
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = _dialect_insert(dialect)
     sig = insert(signals)
     signal_upsert = sig.on_conflict_do_update(
         index_elements=[signals.c.idempotency_key],

@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 04:00:46.180754
 """
 
 from collections.abc import Sequence
@@ -67,9 +66,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_signals")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_signals_idempotency_key")),
     )
-    with op.batch_alter_table("signals", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_signals_incident_key"), ["incident_key"], unique=False)
-
     op.create_table(
         "cooldowns",
         sa.Column("playbook_id", sa.Integer(), nullable=False),
@@ -119,15 +115,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_incidents_error_type"), ["error_type"], unique=False)
-        batch_op.create_index(batch_op.f("ix_incidents_fingerprint"), ["fingerprint"], unique=False)
-        batch_op.create_index(batch_op.f("ix_incidents_status"), ["status"], unique=False)
         batch_op.create_index(
             "ix_incidents_status_created_at", ["status", "created_at"], unique=False
         )
         batch_op.create_index(
             "ix_incidents_status_next_attempt_at", ["status", "next_attempt_at"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_incidents_task_name"), ["task_name"], unique=False)
         batch_op.create_index(
             "ix_incidents_task_name_error_type", ["task_name", "error_type"], unique=False
         )
@@ -176,18 +169,12 @@ def downgrade() -> None:
     op.drop_table("heal_logs")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.drop_index("ix_incidents_task_name_error_type")
-        batch_op.drop_index(batch_op.f("ix_incidents_task_name"))
         batch_op.drop_index("ix_incidents_status_next_attempt_at")
         batch_op.drop_index("ix_incidents_status_created_at")
-        batch_op.drop_index(batch_op.f("ix_incidents_status"))
-        batch_op.drop_index(batch_op.f("ix_incidents_fingerprint"))
         batch_op.drop_index(batch_op.f("ix_incidents_error_type"))
 
     op.drop_table("incidents")
     op.drop_table("cooldowns")
-    with op.batch_alter_table("signals", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_signals_incident_key"))
-
     op.drop_table("signals")
     with op.batch_alter_table("playbooks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_playbooks_is_active"))
