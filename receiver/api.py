@@ -202,7 +202,9 @@ async def reload(request: web.Request) -> web.Response:
     """Re-read playbooks and classifier rules; a bad file leaves the running set in place."""
     settings = request.app[appkeys.SETTINGS]
     try:
-        catalog = await load_catalog(request.app[appkeys.DATABASE], settings.playbooks)
+        catalog = await load_catalog(
+            request.app[appkeys.DATABASE], settings.playbooks, settings.param_scope()
+        )
     except PlaybookError as exc:
         raise _problem(422, "invalid_playbooks", str(exc)) from exc
     request.app[appkeys.CATALOG].current = catalog

@@ -1,5 +1,8 @@
-"""The application factory. Start-up order, in one place: database (migrate, sync playbooks),
-Docker client, ingest writer, heal worker. Each is a cleanup context: create, yield, dispose."""
+"""The application factory.
+
+Start-up order, in one place: database (migrate, sync playbooks), action clients (Docker, SSH,
+HTTP), ingest writer, heal worker. Each is a cleanup context: create, yield, dispose.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from receiver.db.migrate import ensure_schema
 from receiver.domain import ACTIVE_STATUSES
 from receiver.ingest import Ingestor
 from receiver.metrics import build_metrics
+from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.worker import HealWorker
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = open_database(settings.database_url)
     try:
         await ensure_schema(db, settings.database_url)
-        catalog = await load_catalog(db, settings.playbooks)
+        catalog = await load_catalog(db, settings.playbooks, settings.param_scope())
         app[appkeys.DATABASE] = db
         app[appkeys.CATALOG] = CatalogHolder(catalog)
         app[appkeys.METRICS].playbooks_loaded.set(len(catalog.playbooks))
@@ -41,19 +45,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await db.dispose()
 
 
-async def _docker(app: web.Application) -> AsyncIterator[None]:
-    url = app[appkeys.SETTINGS].docker_url
-    if url is None:
-        yield
-        return
-    from aiodocker import Docker
+async def _clients(app: web.Application) -> AsyncIterator[None]:
+    """Docker, SSH and HTTP clients for the actions; each connects on first use."""
+    import aiohttp
 
-    client = Docker(url=url)
-    app[appkeys.RESOURCES] = {"docker": client}
+    settings = app[appkeys.SETTINGS]
+    resources = Resources(
+        inventory=settings.inventory,
+        docker=DockerClients(settings.inventory),
+        ssh=SSHPool(settings.inventory),
+        http=aiohttp.ClientSession(),
+        http_allow=tuple(settings.http_allow),
+    )
+    app[appkeys.RESOURCES] = resources
     try:
         yield
     finally:
-        await client.close()
+        await resources.ssh.close()
+        await resources.docker.close()
+        if resources.http is not None:
+            await resources.http.close()
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
@@ -62,7 +73,7 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.DATABASE],
         app[appkeys.CATALOG],
         app[appkeys.METRICS],
-        resources=app.get(appkeys.RESOURCES),
+        resources=app[appkeys.RESOURCES],
     )
     app[appkeys.WORKER] = worker
     ingestor = Ingestor(
@@ -103,7 +114,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.REGISTRY] = registry
     app[appkeys.METRICS] = build_metrics(registry)
     app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_docker)
+    app.cleanup_ctx.append(_clients)
     app.cleanup_ctx.append(_worker)
     app.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)

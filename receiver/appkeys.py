@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -13,6 +10,7 @@ from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.ingest import Ingestor
 from receiver.metrics import Metrics
+from receiver.resources import Resources
 from receiver.worker import HealWorker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -22,4 +20,4 @@ DATABASE = web.AppKey("database", Database)
 CATALOG = web.AppKey("catalog", CatalogHolder)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 WORKER = web.AppKey("worker", HealWorker)
-RESOURCES = web.AppKey("resources", Mapping[str, Any])
+RESOURCES = web.AppKey("resources", Resources)

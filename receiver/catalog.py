@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from receiver.classify import Classifier, load_classifier
 from receiver.db import repo
@@ -20,14 +21,18 @@ class Catalog:
     ids: Mapping[str, int]  # playbook name -> row id
 
 
-def load_files(directory: Path) -> tuple[list[Playbook], Classifier]:
+def load_files(
+    directory: Path, scope: Mapping[str, Any] | None = None
+) -> tuple[list[Playbook], Classifier]:
     """Read and validate; raises PlaybookError naming file, playbook and field."""
-    return load_playbooks(directory), load_classifier(directory)
+    return load_playbooks(directory, scope), load_classifier(directory)
 
 
-async def load_catalog(db: Database, directory: Path) -> Catalog:
+async def load_catalog(
+    db: Database, directory: Path, scope: Mapping[str, Any] | None = None
+) -> Catalog:
     """Validate the YAML, then sync it into the playbooks table (stats survive)."""
-    playbooks, classifier = load_files(directory)
+    playbooks, classifier = load_files(directory, scope)
     async with db.transaction() as conn:
         ids = await repo.sync_playbooks(conn, playbooks, datetime.now(UTC))
     return Catalog(tuple(playbooks), classifier, ids)

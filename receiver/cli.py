@@ -48,12 +48,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from receiver.catalog import load_files
-    from receiver.config import default_playbooks_dir
 
-    directory = Path(args.directory) if args.directory else None
-    if directory is None:
-        directory = _settings(args).playbooks if args.config else default_playbooks_dir()
-    playbooks, classifier = load_files(directory)
+    settings = _settings(args)
+    directory = Path(args.directory) if args.directory else settings.playbooks
+    playbooks, classifier = load_files(directory, settings.param_scope())
     print(
         f"ok: {len(playbooks)} playbooks, {len(classifier.rules)} classifier rules in {directory}"
     )
@@ -69,15 +67,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from receiver.actions import ACTIONS
     from receiver.catalog import load_files
-    from receiver.config import default_playbooks_dir
     from receiver.errors import SlotError
     from receiver.payloads import AlertmanagerWebhook, ExceptionReport
     from receiver.playbooks import candidates
     from receiver.signals import from_exception, from_webhook
     from receiver.templating import render
 
-    directory = Path(args.playbooks) if args.playbooks else default_playbooks_dir()
-    playbooks, classifier = load_files(directory)
+    settings = _settings(args)
+    directory = Path(args.playbooks) if args.playbooks else settings.playbooks
+    playbooks, classifier = load_files(directory, settings.param_scope())
     data = json.loads(Path(args.file).read_text(encoding="utf-8"))
     try:
         if isinstance(data, dict) and "alerts" in data:
@@ -101,7 +99,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         action = ACTIONS[pb.action_type]
         try:
             params = action.params_model.model_validate(
-                render(pb.action_params, s.labels, s.annotations)
+                render(pb.action_params, s.labels, s.annotations),
+                context=settings.param_scope(),
             )
             print(f"  playbook {pb.name!r}: would run {action.describe(params)}")
         except (SlotError, ValidationError) as exc:

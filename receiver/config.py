@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from receiver.errors import ConfigError
+from receiver.inventory import DEFAULT_COMMANDS, HostConfig, Inventory, build_inventory
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -41,7 +42,13 @@ class Settings(BaseModel):
     basic_auth: SecretStr | None = None
     basic_auth_file: Path | None = None
     dry_run: bool = False
+    # The Docker Engine API of host "local" (unless hosts: names a "local" of its own).
     docker_url: str | None = "unix:///var/run/docker.sock"
+    # Host inventory and the SSH command allow-list (config file; see README, Hosts).
+    hosts: dict[str, HostConfig] = Field(default_factory=dict)
+    commands: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_COMMANDS))
+    # Base URLs the http action may call (a URL must start with one of them).
+    http_allow: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_alerts_per_request: int = Field(default=1000, ge=1)
     # false: this replica only ingests and serves reads (the others heal).
@@ -94,7 +101,20 @@ class Settings(BaseModel):
                 object.__setattr__(self, attr, SecretStr(secret))
         if self.basic_auth is not None and ":" not in self.basic_auth.get_secret_value():
             raise ValueError("basic_auth must be user:password")
+        object.__setattr__(
+            self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
+        )
         return self
+
+    def param_scope(self) -> dict[str, Any]:
+        """What action parameters are validated against: known hosts, commands, base URLs."""
+        return {"inventory": self.inventory, "http_allow": tuple(self.http_allow)}
+
+    @property
+    def inventory(self) -> Inventory:
+        """Hosts and the command allow-list, validated when the settings were built."""
+        inventory: Inventory = self.__dict__["_inventory"]
+        return inventory
 
     @property
     def host(self) -> str:

@@ -125,7 +125,7 @@ def candidates(playbooks: Iterable[Playbook], signal: Signal) -> list[Playbook]:
     return found
 
 
-def _build(model: _PlaybookModel, file: str) -> Playbook:
+def _build(model: _PlaybookModel, file: str, scope: Mapping[str, Any]) -> Playbook:
     def fail(field: str, message: str) -> PlaybookError:
         return PlaybookError(file, model.name, field, message)
 
@@ -154,7 +154,9 @@ def _build(model: _PlaybookModel, file: str) -> Playbook:
             except ValueError as exc:
                 raise fail(f"action.params.{key}", str(exc)) from exc
     try:
-        action.params_model.model_validate(model.action.params, context={"templated": True})
+        action.params_model.model_validate(
+            model.action.params, context={**scope, "templated": True}
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -180,8 +182,8 @@ def _build(model: _PlaybookModel, file: str) -> Playbook:
     )
 
 
-def parse_playbooks(text: str, file: str) -> list[Playbook]:
-    """Validate one file's text."""
+def parse_playbooks(text: str, file: str, scope: Mapping[str, Any] | None = None) -> list[Playbook]:
+    """Validate one file's text. ``scope``: hosts, commands and URLs parameters may name."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -199,11 +201,11 @@ def parse_playbooks(text: str, file: str) -> list[Playbook]:
         except ValidationError as exc:
             err = exc.errors()[0]
             raise PlaybookError(file, label, ".".join(map(str, err["loc"])), err["msg"]) from exc
-        result.append(_build(model, file))
+        result.append(_build(model, file, scope or {}))
     return result
 
 
-def load_playbooks(directory: Path) -> list[Playbook]:
+def load_playbooks(directory: Path, scope: Mapping[str, Any] | None = None) -> list[Playbook]:
     """Every ``*.yaml``/``*.yml`` in directory but classifiers.yaml, names unique."""
     if not directory.is_dir():
         raise PlaybookError(str(directory), None, None, "playbooks directory does not exist")
@@ -215,7 +217,7 @@ def load_playbooks(directory: Path) -> list[Playbook]:
     seen: dict[str, str] = {}
     loaded: list[Playbook] = []
     for path in files:
-        for playbook in parse_playbooks(path.read_text(encoding="utf-8"), path.name):
+        for playbook in parse_playbooks(path.read_text(encoding="utf-8"), path.name, scope):
             if playbook.name in seen:
                 raise PlaybookError(
                     path.name,

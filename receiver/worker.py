@@ -33,6 +33,7 @@ from receiver.domain import (
 from receiver.errors import SlotError
 from receiver.metrics import Metrics
 from receiver.playbooks import Playbook, candidates
+from receiver.resources import Resources
 from receiver.templating import render
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,14 @@ class HealWorker:
         db: Database,
         catalog: CatalogHolder,
         metrics: Metrics,
-        resources: Mapping[str, Any] | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.catalog = catalog
         self.metrics = metrics
-        self.resources = dict(resources or {})
+        self.resources = resources
+        self._scope = settings.param_scope()
         self.owner = settings.replica_id or f"replica-{id(self):x}"
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
@@ -315,7 +317,7 @@ class HealWorker:
         action = ACTIONS[playbook.action_type]
         try:
             raw = render(playbook.action_params, row["labels"] or {}, row["annotations"] or {})
-            params = action.params_model.model_validate(raw)
+            params = action.params_model.model_validate(raw, context=self._scope)
         except SlotError as exc:
             return playbook, exc, f"{playbook.action_type} refused: {exc}", ""
         except ValidationError as exc:
@@ -404,6 +406,8 @@ class HealWorker:
         self.metrics.heal_attempts.labels(playbook.name, playbook.action_type, result.value).inc()
         self.metrics.action_duration.labels(playbook.action_type, result.value).observe(duration)
         async with self.db.transaction() as conn:
+            if outcome.detail is not None:
+                await repo.finish_heal_log(conn, log_id, action_detail=outcome.detail)
             await repo.finish_heal_log(
                 conn,
                 log_id,

@@ -63,7 +63,7 @@ def test_oom_playbooks_no_longer_overlap(container: str, expected: str) -> None:
     params = action.params_model.model_validate(
         render(found[0].action_params, {"container": container}, {})
     )
-    assert action.target(params) == f"container:{container}"
+    assert action.target(params) == f"local/{container}"
 
 
 def test_oom_without_container_label_matches_nothing() -> None:

@@ -6,8 +6,11 @@ from collections.abc import Mapping
 
 from receiver.actions.alert_only import AlertOnly
 from receiver.actions.base import Action, ActionContext, ActionOutcome, ActionParams
+from receiver.actions.compose_restart import ComposeRestart
 from receiver.actions.docker_restart import DockerRestart
 from receiver.actions.docker_start import DockerStart
+from receiver.actions.http import HTTPCall
+from receiver.actions.ssh import SSHCommand
 from receiver.actions.wait_retry import WaitRetry
 
 ACTIONS: Mapping[str, Action] = {
@@ -15,6 +18,9 @@ ACTIONS: Mapping[str, Action] = {
     WaitRetry.kind: WaitRetry(),
     DockerRestart.kind: DockerRestart(),
     DockerStart.kind: DockerStart(),
+    ComposeRestart.kind: ComposeRestart(),
+    SSHCommand.kind: SSHCommand(),
+    HTTPCall.kind: HTTPCall(),
 }
 
 __all__ = ["ACTIONS", "Action", "ActionContext", "ActionOutcome", "ActionParams"]

@@ -1,50 +1,95 @@
-"""Shared steps of the container actions: inspect, act, confirm a fresh start."""
+"""Shared steps of the container actions: through the Engine API, or over SSH when the host
+has no API endpoint; then confirm a fresh start and, with a healthcheck, wait for healthy."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiodocker import Docker
-from aiodocker.containers import DockerContainer
-from aiodocker.exceptions import DockerError
-
 from receiver.actions.base import ActionContext, ActionOutcome
+from receiver.actions.ssh import run_allowed
+from receiver.retry import TransientError, with_retries
+
+# aiodocker reports transport failures (refused socket, reset) as status 900.
+_TRANSPORT = 900
 
 
-def docker_client(ctx: ActionContext) -> Docker:
-    client = ctx.resources.get("docker")
-    if not isinstance(client, Docker):
-        raise RuntimeError("no Docker client configured (AUTOHEAL_DOCKER_URL)")
-    return client
-
-
-async def act_and_confirm(
-    ctx: ActionContext, name: str, verb: str, act: Callable[[DockerContainer], Awaitable[Any]]
+async def container_action(
+    ctx: ActionContext,
+    host: str,
+    name: str,
+    verb: str,
+    act: Callable[[Any], Awaitable[Any]],
+    ssh_command: str,
+    healthy_timeout: float,
 ) -> ActionOutcome:
-    """Run ``act`` on container ``name`` and confirm it runs with a newer StartedAt."""
+    """Act on a container and confirm it runs with a newer StartedAt (healthy, if it checks)."""
+    resources = ctx.need()
+    if not resources.docker.has_api(host):
+        return await run_allowed(ctx, host, ssh_command, {"container": name})
+    from aiodocker.exceptions import DockerError
+
+    docker = resources.docker.get(host)
+    deadline = time.monotonic() + ctx.timeout
+
+    async def inspect() -> Any:
+        try:
+            return await docker.containers.get(name)
+        except DockerError as exc:
+            if exc.status == _TRANSPORT:
+                raise TransientError(exc.message) from exc
+            raise
+
     try:
-        return await _act_and_confirm(docker_client(ctx), name, verb, act)
+        before = await with_retries(inspect, ctx.timeout)
+        started_before = before["State"].get("StartedAt", "")
+
+        async def do() -> None:
+            try:
+                await act(before)
+            except DockerError as exc:
+                if exc.status == _TRANSPORT:
+                    raise TransientError(exc.message) from exc
+                raise
+
+        await with_retries(do, max(deadline - time.monotonic(), 0.1))
+        after = await with_retries(inspect, max(deadline - time.monotonic(), 0.1))
     except DockerError as exc:
         if exc.status == 404:
             # A missing container stays missing: retrying cannot help.
-            return ActionOutcome(ok=False, output=f"no such container {name!r}", retryable=False)
-        # 4xx are the engine refusing (conflict, bad request): a retry gets the same answer.
+            return ActionOutcome(
+                ok=False, output=f"{host}: no such container {name!r}", retryable=False
+            )
+        # 4xx is the engine refusing (conflict, bad request): the same answer next time.
         retryable = not 400 <= exc.status < 500
-        return ActionOutcome(ok=False, output=f"docker: {exc.message}", retryable=retryable)
-
-
-async def _act_and_confirm(
-    docker: Docker, name: str, verb: str, act: Callable[[DockerContainer], Awaitable[Any]]
-) -> ActionOutcome:
-    container = await docker.containers.get(name)
-    before = container["State"].get("StartedAt", "")
-    await act(container)
-    after_info = await docker.containers.get(name)
-    state = after_info["State"]
-    after = state.get("StartedAt", "")
+        return ActionOutcome(ok=False, output=f"{host}: docker: {exc.message}", retryable=retryable)
+    except TransientError as exc:
+        return ActionOutcome(ok=False, output=f"{host}: Docker API unreachable: {exc}")
+    state = after["State"]
+    started_after = state.get("StartedAt", "")
     if not state.get("Running"):
-        return ActionOutcome(ok=False, output=f"{name}: not running after {verb} ({state})")
-    if after == before:
-        return ActionOutcome(ok=False, output=f"{name}: StartedAt unchanged after {verb}")
-    return ActionOutcome(ok=True, output=f"{verb} {name}: StartedAt {before} -> {after}")
+        return ActionOutcome(ok=False, output=f"{host}/{name}: not running after {verb}")
+    if started_after == started_before:
+        return ActionOutcome(ok=False, output=f"{host}/{name}: StartedAt unchanged after {verb}")
+    message = f"{verb} {host}/{name}: StartedAt {started_before} -> {started_after}"
+    if state.get("Health") is None:
+        return ActionOutcome(ok=True, output=message)
+    wait = min(healthy_timeout, max(deadline - time.monotonic(), 0))
+    status = await _wait_healthy(lambda: with_retries(inspect, 5), wait)
+    if status != "healthy":
+        return ActionOutcome(ok=False, output=f"{message}; health {status} after {wait:.0f}s")
+    return ActionOutcome(ok=True, output=f"{message}; healthy")
+
+
+async def _wait_healthy(inspect: Callable[[], Awaitable[Any]], within: float) -> str:
+    """Poll the health status until healthy or unhealthy-for-good, at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    status = "starting"
+    while True:
+        info = await inspect()
+        status = (info["State"].get("Health") or {}).get("Status", "none")
+        if status == "healthy" or time.monotonic() >= deadline:
+            return str(status)
+        await asyncio.sleep(min(0.25, max(deadline - time.monotonic(), 0)))

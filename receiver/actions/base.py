@@ -5,29 +5,50 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from receiver.domain import EscalationReason
+from receiver.slots import ABS_PATH, DOCKER_NAME, HOST_NAME
 
-# Docker's own container-name rule, bounded; ASCII ranges only, so look-alike letters fail.
-DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+if TYPE_CHECKING:
+    from receiver.resources import Resources
+
+
+def _loading(info: ValidationInfo, value: str) -> bool:
+    """At load time a templated value is checked later, once labels fill it."""
+    return bool(info.context and info.context.get("templated") and "${" in value)
 
 
 def _slot(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str, info: ValidationInfo) -> str:
-        # At load time a templated value is checked later, once labels fill it.
-        if info.context and info.context.get("templated") and "${" in value:
+        if _loading(info, value):
             return value
         if pattern.fullmatch(value) is None:
             raise ValueError(f"not a valid {what}: must match {pattern.pattern}")
+        if pattern is ABS_PATH and any(p in (".", "..") for p in value.split("/")):
+            raise ValueError(f"not a valid {what}: no '.' or '..' segments")
         return value
 
     return AfterValidator(check)
 
 
+def _known_host(value: str, info: ValidationInfo) -> str:
+    if _loading(info, value):
+        return value
+    if HOST_NAME.fullmatch(value) is None:
+        raise ValueError(f"not a valid host name: must match {HOST_NAME.pattern}")
+    inventory = info.context.get("inventory") if info.context else None
+    if inventory is not None and value not in inventory.hosts:
+        raise ValueError(f"host {value!r} is not in the host inventory")
+    return value
+
+
 ContainerName = Annotated[str, _slot(DOCKER_NAME, "container name")]
+ServiceName = Annotated[str, _slot(DOCKER_NAME, "service name")]
+AbsolutePath = Annotated[str, _slot(ABS_PATH, "absolute path")]
+HostName = Annotated[str, AfterValidator(_known_host)]
 
 
 class ActionParams(BaseModel):
@@ -38,12 +59,18 @@ class ActionParams(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class ActionContext:
-    """What an action may know about the incident it serves."""
+    """What an action may know about the incident it serves, and the clients it may use."""
 
     incident_id: int
     labels: Mapping[str, str]
     timeout: float
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: Resources | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def need(self) -> Resources:
+        if self.resources is None:
+            raise RuntimeError("this action needs the service's clients (none configured)")
+        return self.resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +85,8 @@ class ActionOutcome:
     verify_after: float | None = None
     # Set when the action by design hands the incident to humans (alert_only).
     escalate: EscalationReason | None = None
+    # What actually ran, when the action knows better than its description (the argv sent).
+    detail: str | None = None
 
 
 class Action(Protocol):

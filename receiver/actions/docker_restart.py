@@ -1,4 +1,4 @@
-"""docker_restart: restart a container through the Docker Engine API."""
+"""docker_restart: restart a container (Engine API, or ``docker restart`` over SSH)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from receiver.actions._docker import act_and_confirm
-from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, ContainerName
+from receiver.actions._docker import container_action
+from receiver.actions.base import (
+    ActionContext,
+    ActionOutcome,
+    ActionParams,
+    ContainerName,
+    HostName,
+)
 
 
 class DockerRestartParams(ActionParams):
     container: ContainerName
+    host: HostName = "local"
     stop_timeout: int = Field(default=10, ge=0, le=600)
+    healthy_timeout: float = Field(default=60, ge=0, le=600)
 
 
 class DockerRestart:
@@ -20,12 +28,18 @@ class DockerRestart:
     params_model: ClassVar[type[ActionParams]] = DockerRestartParams
 
     def target(self, params: DockerRestartParams) -> str:
-        return f"container:{params.container}"
+        return f"{params.host}/{params.container}"
 
     def describe(self, params: DockerRestartParams) -> str:
-        return f"docker restart -t {params.stop_timeout} {params.container}"
+        return f"docker restart -t {params.stop_timeout} {params.container} on {params.host}"
 
     async def run(self, params: DockerRestartParams, ctx: ActionContext) -> ActionOutcome:
-        return await act_and_confirm(
-            ctx, params.container, "restart", lambda c: c.restart(t=params.stop_timeout)
+        return await container_action(
+            ctx,
+            params.host,
+            params.container,
+            "restart",
+            lambda c: c.restart(t=params.stop_timeout),
+            "docker_restart",
+            params.healthy_timeout,
         )

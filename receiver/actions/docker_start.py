@@ -1,15 +1,25 @@
-"""docker_start: start a stopped container through the Docker Engine API."""
+"""docker_start: start a stopped container (Engine API, or ``docker start`` over SSH)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from receiver.actions._docker import act_and_confirm
-from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, ContainerName
+from pydantic import Field
+
+from receiver.actions._docker import container_action
+from receiver.actions.base import (
+    ActionContext,
+    ActionOutcome,
+    ActionParams,
+    ContainerName,
+    HostName,
+)
 
 
 class DockerStartParams(ActionParams):
     container: ContainerName
+    host: HostName = "local"
+    healthy_timeout: float = Field(default=60, ge=0, le=600)
 
 
 class DockerStart:
@@ -17,10 +27,18 @@ class DockerStart:
     params_model: ClassVar[type[ActionParams]] = DockerStartParams
 
     def target(self, params: DockerStartParams) -> str:
-        return f"container:{params.container}"
+        return f"{params.host}/{params.container}"
 
     def describe(self, params: DockerStartParams) -> str:
-        return f"docker start {params.container}"
+        return f"docker start {params.container} on {params.host}"
 
     async def run(self, params: DockerStartParams, ctx: ActionContext) -> ActionOutcome:
-        return await act_and_confirm(ctx, params.container, "start", lambda c: c.start())
+        return await container_action(
+            ctx,
+            params.host,
+            params.container,
+            "start",
+            lambda c: c.start(),
+            "docker_start",
+            params.healthy_timeout,
+        )

@@ -1,0 +1,83 @@
+"""ssh_command: run an allow-listed argv on an inventory host over SSH.
+
+The playbook names a command from the allow-list and fills its slots; the argv is rendered
+with every slot checked, quoted with shlex.join, and sent. Nothing else can reach a shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, ClassVar
+
+from pydantic import StringConstraints, ValidationInfo, field_validator
+
+from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, HostName
+from receiver.errors import SlotError
+from receiver.retry import with_retries
+
+
+async def run_allowed(
+    ctx: ActionContext, host: str, command: str, values: Mapping[str, str]
+) -> ActionOutcome:
+    """Render an allow-listed command for ``host`` and run it; refusals run nothing."""
+    resources = ctx.need()
+    template = resources.inventory.commands.get(command)
+    if template is None:
+        return ActionOutcome(
+            ok=False, output=f"command {command!r} is not allow-listed", retryable=False
+        )
+    try:
+        resources.inventory.host(host)
+        argv = template.render(values)
+    except SlotError as exc:
+        return ActionOutcome(ok=False, output=f"refused: {exc}", retryable=False)
+    if resources.inventory.host(host).ssh is None:
+        return ActionOutcome(ok=False, output=f"host {host!r} has no SSH endpoint", retryable=False)
+    import asyncssh
+
+    try:
+        result = await with_retries(lambda: resources.ssh.run(host, argv, ctx.timeout), ctx.timeout)
+    except (asyncssh.PermissionDenied, asyncssh.HostKeyNotVerifiable) as exc:
+        return ActionOutcome(ok=False, output=f"{host}: ssh refused: {exc}", retryable=False)
+    except (asyncssh.Error, OSError, TimeoutError) as exc:
+        return ActionOutcome(ok=False, output=f"{host}: ssh failed: {type(exc).__name__}: {exc}")
+    detail = f"ssh {host}: {result.command}"
+    if result.exit_status != 0:
+        return ActionOutcome(
+            ok=False, detail=detail, output=f"exit {result.exit_status}\n{result.output}"
+        )
+    return ActionOutcome(ok=True, output=result.output, detail=detail)
+
+
+SlotValue = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class SSHCommandParams(ActionParams):
+    host: HostName
+    command: str
+    args: dict[str, SlotValue] = {}
+
+    @field_validator("command")
+    @classmethod
+    def _allowed(cls, value: str, info: ValidationInfo) -> str:
+        inventory = info.context.get("inventory") if info.context else None
+        if inventory is not None and value not in inventory.commands:
+            known = ", ".join(sorted(inventory.commands))
+            raise ValueError(f"command {value!r} is not in the allow-list ({known})")
+        return value
+
+
+class SSHCommand:
+    kind: ClassVar[str] = "ssh_command"
+    params_model: ClassVar[type[ActionParams]] = SSHCommandParams
+
+    def target(self, params: SSHCommandParams) -> str:
+        named = params.args.get("container") or params.args.get("service") or params.command
+        return f"{params.host}/{named}"
+
+    def describe(self, params: SSHCommandParams) -> str:
+        args = " ".join(f"{k}={v}" for k, v in sorted(params.args.items()))
+        return f"ssh {params.host}: {params.command} {args}".rstrip()
+
+    async def run(self, params: SSHCommandParams, ctx: ActionContext) -> ActionOutcome:
+        return await run_allowed(ctx, params.host, params.command, params.args)

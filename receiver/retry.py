@@ -1,0 +1,44 @@
+"""The one retry policy for transient transport failures inside an action.
+
+Bounded tries (3), exponential back-off with jitter (0.2 s doubling, at most 2 s), never past
+the action's own deadline. Refusals, 4xx and not-found are not transient and are not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+T = TypeVar("T")
+
+
+class TransientError(Exception):
+    """A failure worth one more try: connection refused/reset, a timeout on the wire."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError | ConnectionError | asyncio.TimeoutError):
+        return True
+    # Before ConnectionError subclasses: OSError from connect() (refused, unreachable).
+    return isinstance(exc, OSError) and exc.errno is not None
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:
+    """Run ``call`` again on transient failures, within ``within`` seconds overall."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(3) | stop_after_delay(max(within * 0.8, 0.1)),
+        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+    )
+    result: T = await retrying(call)
+    return result
