@@ -1,6 +1,6 @@
 """The one retry policy for transient transport failures inside an action.
 
-Bounded tries (3), exponential back-off with jitter (0.2 s doubling, at most 2 s), never past
+Bounded tries (3), exponential back-off with full jitter (up to 0.2 s doubling, 2 s at most), never past
 the action's own deadline. Refusals, 4xx and not-found are not transient and are not retried.
 """
 
@@ -15,7 +15,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 T = TypeVar("T")
@@ -36,7 +36,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:
     """Run ``call`` again on transient failures, within ``within`` seconds overall."""
     retrying = AsyncRetrying(
         stop=stop_after_attempt(3) | stop_after_delay(max(within * 0.8, 0.1)),
-        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        wait=wait_random_exponential(multiplier=0.2, max=2.0),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )

@@ -9,6 +9,7 @@ import asyncio
 import copy
 import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -255,3 +256,17 @@ def make_exception() -> Callable[..., dict[str, Any]]:
         return body
 
     return make
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """podman's Docker-compatible API with real containers (busybox-static image)."""
+    from tests.realprograms import start_podman, stop_podman
+
+    if shutil.which("podman") is None or shutil.which("busybox") is None:
+        require("podman and busybox-static (apt-get install podman runc busybox-static)")
+    engine = start_podman(tmp_path_factory.mktemp("podman"))
+    try:
+        yield engine
+    finally:
+        stop_podman(engine)

@@ -74,13 +74,19 @@ async def container_action(
     if started_after == started_before:
         return ActionOutcome(ok=False, output=f"{host}/{name}: StartedAt unchanged after {verb}")
     message = f"{verb} {host}/{name}: StartedAt {started_before} -> {started_after}"
-    if state.get("Health") is None:
+    if not _has_healthcheck(after):
         return ActionOutcome(ok=True, output=message)
     wait = min(healthy_timeout, max(deadline - time.monotonic(), 0))
     status = await _wait_healthy(lambda: with_retries(inspect, 5), wait)
     if status != "healthy":
         return ActionOutcome(ok=False, output=f"{message}; health {status} after {wait:.0f}s")
     return ActionOutcome(ok=True, output=f"{message}; healthy")
+
+
+def _has_healthcheck(container: Any) -> bool:
+    """Docker omits State.Health without a healthcheck; podman reports it with Status ""."""
+    test = ((container["Config"] or {}).get("Healthcheck") or {}).get("Test") or []
+    return bool(test) and test[0] != "NONE"
 
 
 async def _wait_healthy(inspect: Callable[[], Awaitable[Any]], within: float) -> str:

@@ -1,0 +1,159 @@
+"""Real programs the tests drive: podman's Docker-compatible API and OpenSSH's sshd.
+
+Recipes from shared/TESTBED.md. Everything binds to 127.0.0.1 or a unix socket under a
+temporary directory, and every process started here is stopped by its fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGE = "localhost/testbox:latest"
+APPLETS = ("sh", "sleep", "touch", "test", "cat", "echo", "rm", "ls", "true", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {within}s")
+
+
+@dataclass
+class Podman:
+    """A podman service on a unix socket, its storage under ``root``."""
+
+    root: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    names: set[str] = field(default_factory=set)
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "podman.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def podman(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run(
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        data: list[dict[str, Any]] = json.loads(self.podman("inspect", name))
+        return data[0]
+
+    def started_at(self, name: str) -> str:
+        return str(self.inspect(name)["State"]["StartedAt"])
+
+    def running(self, name: str) -> bool:
+        return bool(self.inspect(name)["State"]["Running"])
+
+    def container(self, name: str, *, health_cmd: str | None = None, start: bool = True) -> None:
+        """A fresh container named ``name`` (replacing any old one), running unless told not."""
+        self.podman("rm", "-f", "-t", "0", name, check=False)
+        args = ["create", "--name", name]
+        if health_cmd is not None:
+            args += ["--health-cmd", health_cmd, "--health-interval", "1s", "--health-retries", "1"]
+        # A PID 1 that exits on SIGTERM, as a real service does (bare sleep ignores it and
+        # every restart would wait out the stop timeout).
+        self.podman(*args, IMAGE, "/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
+        self.names.add(name)
+        if start:
+            self.podman("start", name)
+
+    def healthcheck(self, name: str) -> None:
+        """What systemd's timer would do: run the container's healthcheck once."""
+        self.podman("healthcheck", "run", name, check=False)
+
+    def stop(self, name: str) -> None:
+        self.podman("stop", "-t", "0", name)
+
+
+def start_podman(root: Path) -> Podman:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "containers.conf").write_text(
+        "[containers]\n"
+        'netns="none"\n'
+        'default_ulimits=["nofile=1024:1024","nproc=1024:1024"]\n'
+        "[engine]\n"
+        'runtime="runc"\n'
+        'cgroup_manager="cgroupfs"\n'
+        'events_logger="file"\n'
+        f'events_logfile_path="{root}/events.log"\n'
+        f'tmp_dir="{root}/tmp"\n'
+        f'volume_path="{root}/root/volumes"\n'
+        "[network]\n"
+        f'network_config_dir="{root}/net"\n'
+    )
+    (root / "storage.conf").write_text(
+        f'[storage]\ndriver="overlay"\nrunroot="{root}/run"\ngraphroot="{root}/root"\n'
+    )
+    (root / "registries.conf").write_text("unqualified-search-registries = []\n")
+    env = {
+        **os.environ,
+        "CONTAINERS_CONF": str(root / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
+        "CONTAINERS_REGISTRIES_CONF": str(root / "registries.conf"),
+    }
+    engine = Podman(root, env)
+    rootfs = root / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "tmp").mkdir()
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
+    for applet in APPLETS:
+        (rootfs / "bin" / applet).symlink_to("busybox")
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(root / "rootfs.tar"), "."], check=True)
+    engine.podman(
+        "import", "--change", 'CMD ["/bin/sleep","3600"]', str(root / "rootfs.tar"), IMAGE
+    )
+    with (root / "service.log").open("wb") as log:  # the child keeps its own descriptor
+        engine.process = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", engine.url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    wait_for(engine.socket.exists, 20, "podman socket")
+    return engine
+
+
+def stop_podman(engine: Podman) -> None:
+    with contextlib.suppress(Exception):
+        engine.podman("rm", "-a", "-f", "-t", "0", check=False)
+    if engine.process is not None:
+        engine.process.terminate()
+        try:
+            engine.process.wait(10)
+        except subprocess.TimeoutExpired:
+            engine.process.kill()
+    with contextlib.suppress(Exception):
+        engine.podman("system", "reset", "-f", check=False)
+    shutil.rmtree(engine.root, ignore_errors=True)
