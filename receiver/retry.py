@@ -1,7 +1,8 @@
 """The one retry policy for transient transport failures inside an action.
 
-Bounded tries (3), exponential back-off with full jitter (up to 0.2 s doubling, 2 s at most), never past
-the action's own deadline. Refusals, 4xx and not-found are not transient and are not retried.
+Bounded tries (3), exponential back-off with full jitter (up to 0.2 s, doubling, 2 s at
+most), never past the action's own deadline. Refusals, 4xx and not-found are not transient
+and are not retried.
 """
 
 from __future__ import annotations
