@@ -41,5 +41,11 @@ async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:
         retry=retry_if_exception(is_transient),
         reraise=True,
     )
-    result: T = await retrying(call)
+
+    async def attempt() -> T:
+        # A coroutine function, so tenacity awaits it (a lambda returning a coroutine would
+        # be taken for a plain function).
+        return await call()
+
+    result: T = await retrying(attempt)
     return result

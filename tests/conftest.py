@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +271,35 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield engine
     finally:
         stop_podman(engine)
+
+
+@dataclass
+class SSHBed:
+    """Two real sshd: ``target`` (its sessions reach podman through the Docker CLI) and
+    ``jump``; one client key both accept, and a stranger key neither does."""
+
+    target: Any
+    jump: Any
+    client_key: Path
+    stranger_key: Path
+
+
+@pytest.fixture(scope="session")
+def sshbed(tmp_path_factory: pytest.TempPathFactory, podman: Any) -> Iterator[SSHBed]:
+    from tests.realprograms import keygen, start_sshd, stop_sshd
+
+    if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
+        require("OpenSSH server (apt-get install openssh-server)")
+    root = tmp_path_factory.mktemp("ssh")
+    keygen(root / "client_key")
+    keygen(root / "stranger_key")
+    pub = root / "client_key.pub"
+    target = start_sshd(root / "target", pub, env={"DOCKER_HOST": podman.url})
+    jump = start_sshd(
+        root / "jump", pub, extra=f"PermitOpen 127.0.0.1:{target.port}", log_level="DEBUG1"
+    )
+    try:
+        yield SSHBed(target, jump, root / "client_key", root / "stranger_key")
+    finally:
+        stop_sshd(target)
+        stop_sshd(jump)

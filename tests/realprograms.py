@@ -157,3 +157,83 @@ def stop_podman(engine: Podman) -> None:
     with contextlib.suppress(Exception):
         engine.podman("system", "reset", "-f", check=False)
     shutil.rmtree(engine.root, ignore_errors=True)
+
+
+@dataclass
+class SSHServer:
+    """A real OpenSSH server on 127.0.0.1 with throwaway keys."""
+
+    root: Path
+    port: int
+    client_key: Path
+    known_hosts: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> str:
+        return (self.root / "sshd.log").read_text(errors="replace")
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "autoheal-test", "-f", str(path)],
+        check=True,
+        timeout=30,
+    )
+
+
+def start_sshd(
+    root: Path,
+    client_pub: Path,
+    *,
+    env: dict[str, str] | None = None,
+    extra: str = "",
+    log_level: str = "VERBOSE",
+) -> SSHServer:
+    """sshd -D on a free loopback port, accepting only ``client_pub``; env for sessions."""
+    root.mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    keygen(root / "host_key")
+    port = free_port()
+    (root / "authorized_keys").write_text(client_pub.read_text())
+    lines = [
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {root / 'host_key'}",
+        f"PidFile {root / 'sshd.pid'}",
+        f"AuthorizedKeysFile {root / 'authorized_keys'}",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "PermitRootLogin prohibit-password",
+        "StrictModes no",
+        f"LogLevel {log_level}",  # DEBUG also reaches sessions' stderr
+        *(f"SetEnv {k}={v}" for k, v in (env or {}).items()),
+        extra,
+    ]
+    (root / "sshd_config").write_text("\n".join(lines) + "\n")
+    host_pub = (root / "host_key.pub").read_text().split()
+    known = root / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    with (root / "sshd.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, 10, "sshd")
+    return SSHServer(root, port, client_pub.with_suffix(""), known, process)
+
+
+def stop_sshd(server: SSHServer) -> None:
+    if server.process is not None:
+        server.process.terminate()
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()

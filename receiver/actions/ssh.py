@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, ClassVar
 
-from pydantic import StringConstraints, ValidationInfo, field_validator
+from pydantic import StringConstraints, ValidationInfo, field_validator, model_validator
 
 from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, HostName
 from receiver.errors import SlotError
@@ -65,6 +65,27 @@ class SSHCommandParams(ActionParams):
             known = ", ".join(sorted(inventory.commands))
             raise ValueError(f"command {value!r} is not in the allow-list ({known})")
         return value
+
+    @model_validator(mode="after")
+    def _slots_fit(self, info: ValidationInfo) -> SSHCommandParams:
+        """Arguments must be exactly the command's slots, each value fitting its pattern."""
+        inventory = info.context.get("inventory") if info.context else None
+        if inventory is None or self.command not in inventory.commands:
+            return self
+        template = inventory.commands[self.command]
+        if set(self.args) != template.slots:
+            raise ValueError(
+                f"args must be exactly {sorted(template.slots)} for command {self.command!r}"
+            )
+        loading = bool(info.context and info.context.get("templated"))
+        values = {k: v for k, v in self.args.items() if not (loading and "${" in v)}
+        try:
+            # Slots still templated at load time get a stand-in that fits their pattern.
+            stand_ins = {slot: "/x" if slot == "file" else "x" for slot in template.slots}
+            template.render({**stand_ins, **values})
+        except SlotError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
 
 class SSHCommand:
