@@ -8,6 +8,8 @@ and are not retried.
 from __future__ import annotations
 
 import asyncio
+import errno
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,11 +28,27 @@ class TransientError(Exception):
     """A failure worth one more try: connection refused/reset, a timeout on the wire."""
 
 
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+    }
+)
+
+
 def is_transient(exc: BaseException) -> bool:
+    """Connection refused/reset/aborted, unreachable, timeouts: worth another try."""
     if isinstance(exc, TransientError | ConnectionError | asyncio.TimeoutError):
         return True
-    # Before ConnectionError subclasses: OSError from connect() (refused, unreachable).
-    return isinstance(exc, OSError) and exc.errno is not None
+    ssh = sys.modules.get("asyncssh")
+    if ssh is not None and isinstance(exc, ssh.ConnectionLost):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:

@@ -39,6 +39,8 @@ from receiver.templating import render
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT = 65_536
+# How soon an incident held back by another one acting on its target looks again.
+BUSY_RETRY = timedelta(seconds=2)
 
 
 def _now() -> datetime:
@@ -235,6 +237,23 @@ class HealWorker:
                 await self._escalate(conn, row, EscalationReason.DRY_RUN, now, playbook_id)
                 return
             assert playbook_id is not None
+            # One action at a time per target, across replicas; held past the action timeout
+            # so a replica that dies holding it frees the target by itself.
+            hold = timedelta(seconds=self.settings.action_timeout_seconds + 30)
+            if not await repo.lock_target(conn, target, incident_id, self.owner, now, hold):
+                await self._skip(
+                    conn,
+                    row,
+                    playbook,
+                    playbook_id,
+                    action_detail,
+                    target,
+                    "target_busy",
+                    f"another incident is acting on {target}",
+                    now + BUSY_RETRY,
+                    now,
+                )
+                return
             busy_until = await repo.take_cooldown(
                 conn,
                 playbook_id,
@@ -244,37 +263,18 @@ class HealWorker:
                 now,
             )
             if busy_until is not None:
-                await repo.add_heal_log(
+                await repo.unlock_target(conn, target, incident_id)
+                await self._skip(
                     conn,
-                    incident_id=incident_id,
-                    playbook_id=playbook_id,
-                    action_type=playbook.action_type,
-                    action_detail=action_detail,
-                    target=target,
-                    result=HealResult.SKIPPED.value,
-                    reason="cooldown",
-                    result_output=f"{target} in cooldown for {playbook.name!r} until "
-                    f"{busy_until.isoformat()}",
-                    attempt=row["retry_count"],
-                    created_at=now,
-                    finished_at=now,
-                    replica=self.owner,
-                )
-                self.metrics.guard_refusals.labels("cooldown").inc()
-                self.metrics.heal_attempts.labels(
-                    playbook.name, playbook.action_type, "skipped"
-                ).inc()
-                await repo.update_incident(
-                    conn,
-                    incident_id,
-                    {
-                        "status": IncidentStatus.OPEN.value,
-                        "playbook_id": playbook_id,
-                        "next_attempt_at": busy_until,
-                        "lease_owner": None,
-                        "lease_until": None,
-                        "updated_at": now,
-                    },
+                    row,
+                    playbook,
+                    playbook_id,
+                    action_detail,
+                    target,
+                    "cooldown",
+                    f"{target} in cooldown for {playbook.name!r} until {busy_until.isoformat()}",
+                    busy_until,
+                    now,
                 )
                 return
             attempt = row["retry_count"] + 1
@@ -304,7 +304,51 @@ class HealWorker:
             )
         # The action runs outside any transaction: the store stays free while it works.
         outcome, duration = await self._run_action(playbook, params, row)
-        await self._record(row, playbook, playbook_id, log_id, attempt, outcome, duration)
+        await self._record(row, playbook, playbook_id, target, log_id, attempt, outcome, duration)
+
+    async def _skip(
+        self,
+        conn: Any,
+        row: Mapping[str, Any],
+        playbook: Playbook,
+        playbook_id: int,
+        action_detail: str,
+        target: str,
+        guard: str,
+        output: str,
+        until: datetime,
+        now: datetime,
+    ) -> None:
+        """A guard held the action back: record it, and look again when it may pass."""
+        await repo.add_heal_log(
+            conn,
+            incident_id=row["id"],
+            playbook_id=playbook_id,
+            action_type=playbook.action_type,
+            action_detail=action_detail,
+            target=target,
+            result=HealResult.SKIPPED.value,
+            reason=guard,
+            result_output=output,
+            attempt=row["retry_count"],
+            created_at=now,
+            finished_at=now,
+            replica=self.owner,
+        )
+        self.metrics.guard_refusals.labels(guard).inc()
+        self.metrics.heal_attempts.labels(playbook.name, playbook.action_type, "skipped").inc()
+        await repo.update_incident(
+            conn,
+            row["id"],
+            {
+                "status": IncidentStatus.OPEN.value,
+                "playbook_id": playbook_id,
+                "next_attempt_at": until,
+                "lease_owner": None,
+                "lease_until": None,
+                "updated_at": now,
+            },
+        )
 
     def _plan(
         self, catalog: Catalog, row: Mapping[str, Any]
@@ -396,6 +440,7 @@ class HealWorker:
         row: Mapping[str, Any],
         playbook: Playbook,
         playbook_id: int,
+        target: str,
         log_id: int,
         attempt: int,
         outcome: ActionOutcome,
@@ -418,6 +463,7 @@ class HealWorker:
                 reason=None if outcome.ok or outcome.retryable else "not_retryable",
             )
             await repo.count_playbook(conn, playbook_id, outcome.ok)
+            await repo.unlock_target(conn, target, row["id"])
             healing = [IncidentStatus.HEALING.value]
             if outcome.ok and outcome.escalate is not None:
                 await self._escalate(conn, row, outcome.escalate, now)

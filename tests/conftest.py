@@ -290,6 +290,8 @@ def sshbed(tmp_path_factory: pytest.TempPathFactory, podman: Any) -> Iterator[SS
 
     if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
         require("OpenSSH server (apt-get install openssh-server)")
+    if shutil.which("docker") is None:
+        require("the docker CLI, which the target's SSH sessions use against podman")
     root = tmp_path_factory.mktemp("ssh")
     keygen(root / "client_key")
     keygen(root / "stranger_key")

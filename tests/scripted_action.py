@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -10,6 +11,8 @@ from pydantic import Field
 from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, ContainerName
 
 RUNS: list[tuple[int, str]] = []
+# (incident, container, started, finished) in monotonic seconds, for overlap checks.
+SPANS: list[tuple[int, str, float, float]] = []
 
 
 class ScriptedParams(ActionParams):
@@ -30,8 +33,10 @@ class Scripted:
 
     async def run(self, params: ScriptedParams, ctx: ActionContext) -> ActionOutcome:
         RUNS.append((ctx.incident_id, params.container))
+        started = time.monotonic()
         if params.sleep:
             await asyncio.sleep(params.sleep)
+        SPANS.append((ctx.incident_id, params.container, started, time.monotonic()))
         if params.outcome == "ok":
             return ActionOutcome(ok=True, output=f"did it to {params.container}")
         return ActionOutcome(ok=False, output="it broke", retryable=params.outcome == "fail")

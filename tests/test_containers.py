@@ -242,3 +242,42 @@ async def test_alert_payload_from_prometheus_restarts_its_container(
     assert containers.started_at("app") != before
     await svc.post("/api/v1/alerts", load_fixture("prom_resolved.json"))
     assert (await only_incident(svc))["status"] == "resolved"
+
+
+@pytest.mark.parametrize(
+    "value", ["momo-db; rm -rf /", "$(id)", "`id`", "../../etc", "a" * 10_240, "momо-db"]
+)
+async def test_injection_never_reaches_the_engine(
+    tmp_path: Any, make_service: Any, playbooks_dir: Any, make_alert: Any, value: str
+) -> None:
+    """The Docker endpoint is a socket that counts connections: a refused slot opens none."""
+    connections = 0
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.close()
+
+    path = tmp_path / "docker.sock"
+    server = await asyncio.start_unix_server(count, path=str(path))
+    try:
+        svc = await make_service(
+            docker_url=f"unix://{path}",
+            playbooks=playbooks_dir(
+                playbook("docker_restart", "{container: '${labels.container}'}")
+            ),
+        )
+        await svc.post("/api/v1/alerts", alert(make_alert, container=value))
+        await svc.settle()
+        incident = await only_incident(svc)
+        (log,) = incident["heal_logs"]
+        assert log["result"] == "refused"
+        assert incident["escalation_reason"] == "refused"
+        assert connections == 0
+        # Control: a name that fits does reach the socket, so the count above means something.
+        await svc.post("/api/v1/alerts", alert(make_alert, fp="control", container="app"))
+        await svc.settle()
+        assert connections >= 1
+    finally:
+        server.close()
+        await server.wait_closed()

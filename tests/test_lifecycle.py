@@ -18,6 +18,7 @@ from tests.scripted_action import Scripted
 def scripted() -> Iterator[list[tuple[int, str]]]:
     ACTIONS[Scripted.kind] = Scripted()  # type: ignore[index]
     scripted_action.RUNS.clear()
+    scripted_action.SPANS.clear()
     yield scripted_action.RUNS
     del ACTIONS[Scripted.kind]  # type: ignore[attr-defined]
 
@@ -389,3 +390,36 @@ async def test_playbook_counts_survive_restart(
     again = Service(await aiohttp_client(create_app(make_settings(playbooks=folder))))
     (pb,) = (await again.get_json("/api/v1/playbooks"))["items"]
     assert pb["fail_count"] == 2
+
+
+async def test_one_action_at_a_time_per_target(
+    make_service: Any, playbooks_dir: Any, make_alert: Any
+) -> None:
+    svc = await make_service(
+        worker_concurrency=4,
+        playbooks=playbooks_dir(
+            playbook(
+                "scripted", "{container: '${labels.container}', sleep: 0.4}", verify_seconds=60
+            )
+        ),
+    )
+    for fp in ("a", "b"):
+        await svc.post("/api/v1/alerts", oom_alert(make_alert, fp=fp, container="same"))
+    await svc.post("/api/v1/alerts", oom_alert(make_alert, fp="c", container="other"))
+    assert await svc.worker.poll_once() == 3  # all three claimed at once
+    for _ in range(100):
+        await svc.settle()
+        statuses = [i["status"] for i in await svc.incidents()]
+        if statuses.count("verifying") == 3:
+            break
+        await asyncio.sleep(0.1)
+    spans = sorted(scripted_action.SPANS, key=lambda s: s[2])
+    same = [s for s in spans if s[1] == "same"]
+    assert len(same) == 2
+    assert same[0][3] <= same[1][2], "two actions ran on one target at once"
+    other = next(s for s in spans if s[1] == "other")
+    assert other[2] < same[0][3]  # another target was not held back
+    logs = [h for i in await svc.incidents() for h in (await svc.incident(i["id"]))["heal_logs"]]
+    busy = [h for h in logs if h["reason"] == "target_busy"]
+    assert busy[0]["result"] == "skipped"
+    assert busy[0]["result_output"] == "another incident is acting on container:same"

@@ -8,12 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.db.schema import cooldowns, heal_logs, incidents, playbooks, signals
+from receiver.db.schema import (
+    cooldowns,
+    heal_logs,
+    incidents,
+    playbooks,
+    signals,
+    target_locks,
+)
 from receiver.domain import (
     ACTIVE_STATUSES,
     EscalationReason,
@@ -511,6 +518,42 @@ async def take_cooldown(
         return None
     last = await conn.scalar(select(cooldowns.c.last_action_at).where(key))
     return (last or now) + cooldown
+
+
+async def lock_target(
+    conn: AsyncConnection,
+    target: str,
+    incident_id: int,
+    owner: str,
+    now: datetime,
+    hold: timedelta,
+) -> bool:
+    """Take the per-target lock; False while another incident's unexpired lock holds it."""
+    ins = _insert(conn, target_locks)
+    created = await conn.execute(
+        ins.values(
+            target=target, incident_id=incident_id, owner=owner, expires_at=now + hold
+        ).on_conflict_do_nothing()
+    )
+    if created.rowcount:
+        return True
+    taken = await conn.execute(
+        update(target_locks)
+        .where(
+            target_locks.c.target == target,
+            or_(target_locks.c.expires_at <= now, target_locks.c.incident_id == incident_id),
+        )
+        .values(incident_id=incident_id, owner=owner, expires_at=now + hold)
+    )
+    return bool(taken.rowcount)
+
+
+async def unlock_target(conn: AsyncConnection, target: str, incident_id: int) -> None:
+    await conn.execute(
+        delete(target_locks).where(
+            target_locks.c.target == target, target_locks.c.incident_id == incident_id
+        )
+    )
 
 
 async def list_incidents(

@@ -162,6 +162,17 @@ signals = Table(
     _now_col("last_received_at"),
 )
 
+target_locks = Table(
+    "target_locks",
+    metadata,
+    # One action at a time per target (host + container), across replicas: the row is the
+    # lock; it expires, so a replica that died holding it cannot block the target for good.
+    Column("target", String(300), primary_key=True),
+    Column("incident_id", Integer, nullable=False),
+    Column("owner", String(100), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
 cooldowns = Table(
     "cooldowns",
     metadata,
