@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shlex
 import ssl
 from collections.abc import Sequence
@@ -42,10 +43,14 @@ class DockerClients:
             if endpoint is None:
                 raise LookupError(f"host {host!r} has no Docker endpoint")
             context = None
+            url = endpoint.url
             if endpoint.tls_ca is not None:
+                # Server verified against our CA, and we present a client certificate.
                 context = ssl.create_default_context(cafile=str(endpoint.tls_ca))
                 context.load_cert_chain(str(endpoint.tls_cert), str(endpoint.tls_key))
-            client = Docker(url=endpoint.url, ssl_context=context)
+                # aiodocker switches tcp:// to https:// only for contexts it builds itself.
+                url = re.sub(r"^(tcp|http)://", "https://", url)
+            client = Docker(url=url, ssl_context=context)
             self._clients[host] = client
         return client
 

@@ -237,3 +237,75 @@ def stop_sshd(server: SSHServer) -> None:
             server.process.wait(10)
         except subprocess.TimeoutExpired:
             server.process.kill()
+
+
+def make_certs(root: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
+    root.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(root / "ca.key"),
+        "-out",
+        str(root / "ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=autoheal test CA",
+    )
+    for name, extra in (
+        ("server", "subjectAltName=IP:127.0.0.1"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        run(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(root / f"{name}.key"),
+            "-out",
+            str(root / f"{name}.csr"),
+            "-subj",
+            f"/CN={name}",
+        )
+        (root / f"{name}.ext").write_text(extra + "\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            str(root / f"{name}.csr"),
+            "-CA",
+            str(root / "ca.pem"),
+            "-CAkey",
+            str(root / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(root / f"{name}.ext"),
+            "-out",
+            str(root / f"{name}.pem"),
+        )
+    return {
+        k: root / v
+        for k, v in {
+            "ca": "ca.pem",
+            "server_cert": "server.pem",
+            "server_key": "server.key",
+            "client_cert": "client.pem",
+            "client_key": "client.key",
+        }.items()
+    }

@@ -281,3 +281,77 @@ async def test_injection_never_reaches_the_engine(
     finally:
         server.close()
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def tls_front(engine: Any, certs: dict[str, Any]) -> Any:
+    """A TLS endpoint that demands a client certificate, in front of podman's socket: what a
+    Docker daemon with --tlsverify looks like from autoheal."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs["ca"]))
+    context.load_cert_chain(str(certs["server_cert"]), str(certs["server_key"]))
+    context.verify_mode = ssl.CERT_REQUIRED
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(str(engine.socket))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+async def test_docker_api_over_tcp_with_tls_client_certificates(
+    containers: Any, tmp_path: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
+) -> None:
+    from tests.realprograms import make_certs
+
+    certs = make_certs(tmp_path / "pki")
+    async with tls_front(containers, certs) as url:
+        tls = {
+            "tls_ca": str(certs["ca"]),
+            "tls_cert": str(certs["client_cert"]),
+            "tls_key": str(certs["client_key"]),
+        }
+        svc = await make_service(
+            hosts={"db1": {"docker": {"url": url, **tls}}},
+            playbooks=playbooks_dir(
+                playbook("docker_restart", "{host: db1, container: app, stop_timeout: 0}")
+            ),
+        )
+        before = containers.started_at("app")
+        await svc.post("/api/v1/alerts", alert(make_alert))
+        await svc.settle(30)
+        (log,) = (await only_incident(svc))["heal_logs"]
+        assert log["result"] == "success", log
+        assert containers.started_at("app") != before
+
+        # A client certificate from another CA: the daemon ends the handshake.
+        stranger = make_certs(tmp_path / "other-pki")
+        wrong = {**tls, "tls_cert": str(stranger["client_cert"]), "tls_key": str(stranger["client_key"])}
+        other = await make_service(
+            hosts={"db1": {"docker": {"url": url, **wrong}}},
+            playbooks=playbooks_dir(
+                playbook("docker_restart", "{host: db1, container: app}", max_retries=1)
+            ),
+        )
+        await other.post("/api/v1/alerts", alert(make_alert, fp="second"))
+        await other.settle(30)
+        newest = (await other.incidents())[0]
+        (log,) = (await other.incident(newest["id"]))["heal_logs"]
+        assert log["result"] == "failed"
+        assert "Docker API unreachable" in log["result_output"]
