@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,18 @@ BUSY_RETRY = timedelta(seconds=2)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the worker means to do for an incident: playbook, filled parameters (or why they
+    were refused), what runs and on what target."""
+
+    playbook: Playbook
+    playbook_id: int
+    params: Any  # the action's validated parameters, or the SlotError that refused them
+    action_detail: str
+    target: str
 
 
 def incident_signal(row: Mapping[str, Any]) -> Signal:
@@ -188,161 +201,127 @@ class HealWorker:
             if isinstance(plan, EscalationReason):
                 await self._escalate(conn, row, plan, now)
                 return
-            playbook, params, action_detail, target = plan
-            playbook_id = catalog.ids.get(playbook.name)
-            if isinstance(params, SlotError):
-                await repo.add_heal_log(
-                    conn,
-                    incident_id=incident_id,
-                    playbook_id=playbook_id,
-                    action_type=playbook.action_type,
-                    action_detail=action_detail,
-                    result=HealResult.REFUSED.value,
-                    reason="slot_refused",
-                    result_output=str(params),
-                    attempt=row["retry_count"],
-                    created_at=now,
-                    finished_at=now,
-                    replica=self.owner,
-                )
-                self.metrics.heal_attempts.labels(
-                    playbook.name, playbook.action_type, "refused"
-                ).inc()
-                self.metrics.guard_refusals.labels("slot").inc()
-                await self._escalate(conn, row, EscalationReason.REFUSED, now, playbook_id)
+            attempt = await self._guard(conn, row, plan, now)
+            if attempt is None:
                 return
-            if row["retry_count"] >= playbook.max_retries:
-                self.metrics.guard_refusals.labels("max_retries").inc()
-                await self._escalate(conn, row, EscalationReason.MAX_RETRIES, now, playbook_id)
-                return
-            if self.settings.dry_run or playbook.dry_run:
-                await repo.add_heal_log(
-                    conn,
-                    incident_id=incident_id,
-                    playbook_id=playbook_id,
-                    action_type=playbook.action_type,
-                    action_detail=action_detail,
-                    target=target,
-                    result=HealResult.DRY_RUN.value,
-                    reason="dry_run",
-                    result_output=f"dry run: would run {action_detail}",
-                    attempt=row["retry_count"] + 1,
-                    created_at=now,
-                    finished_at=now,
-                    replica=self.owner,
-                )
-                self.metrics.heal_attempts.labels(
-                    playbook.name, playbook.action_type, "dry_run"
-                ).inc()
-                await self._escalate(conn, row, EscalationReason.DRY_RUN, now, playbook_id)
-                return
-            assert playbook_id is not None
-            # One action at a time per target, across replicas; held past the action timeout
-            # so a replica that dies holding it frees the target by itself.
-            hold = timedelta(seconds=self.settings.action_timeout_seconds + 30)
-            if not await repo.lock_target(conn, target, incident_id, self.owner, now, hold):
-                await self._skip(
-                    conn,
-                    row,
-                    playbook,
-                    playbook_id,
-                    action_detail,
-                    target,
-                    "target_busy",
-                    f"another incident is acting on {target}",
-                    now + BUSY_RETRY,
-                    now,
-                )
-                return
-            busy_until = await repo.take_cooldown(
-                conn,
-                playbook_id,
-                target,
-                incident_id,
-                timedelta(minutes=playbook.cooldown_minutes),
-                now,
-            )
-            if busy_until is not None:
-                await repo.unlock_target(conn, target, incident_id)
-                await self._skip(
-                    conn,
-                    row,
-                    playbook,
-                    playbook_id,
-                    action_detail,
-                    target,
-                    "cooldown",
-                    f"{target} in cooldown for {playbook.name!r} until {busy_until.isoformat()}",
-                    busy_until,
-                    now,
-                )
-                return
-            attempt = row["retry_count"] + 1
-            log_id = await repo.add_heal_log(
-                conn,
-                incident_id=incident_id,
-                playbook_id=playbook_id,
-                action_type=playbook.action_type,
-                action_detail=action_detail,
-                target=target,
-                result=HealResult.PENDING.value,
-                attempt=attempt,
-                created_at=now,
-                replica=self.owner,
-            )
+            log_id = await self._log(conn, row, plan, HealResult.PENDING, now, attempt=attempt)
             await repo.update_incident(
                 conn,
                 incident_id,
                 {
                     "status": IncidentStatus.HEALING.value,
                     "retry_count": attempt,
-                    "playbook_id": playbook_id,
-                    "target": target,
+                    "playbook_id": plan.playbook_id,
+                    "target": plan.target,
                     "last_action_at": now,
                     "updated_at": now,
                 },
             )
         # The action runs outside any transaction: the store stays free while it works.
-        outcome, duration = await self._run_action(playbook, params, row)
-        await self._record(row, playbook, playbook_id, target, log_id, attempt, outcome, duration)
+        outcome, duration = await self._run_action(plan.playbook, plan.params, row)
+        await self._record(row, plan, log_id, attempt, outcome, duration)
 
-    async def _skip(
+    async def _guard(
+        self, conn: Any, row: Mapping[str, Any], plan: _Plan, now: datetime
+    ) -> int | None:
+        """Run the guards in order; the attempt number if the action may run, else None
+        (the refusal is recorded and the incident escalated or deferred)."""
+        playbook = plan.playbook
+        if isinstance(plan.params, SlotError):
+            await self._log(
+                conn, row, plan, HealResult.REFUSED, now, "slot_refused", str(plan.params)
+            )
+            self.metrics.guard_refusals.labels("slot").inc()
+            await self._escalate(conn, row, EscalationReason.REFUSED, now, plan.playbook_id)
+            return None
+        if row["retry_count"] >= playbook.max_retries:
+            self.metrics.guard_refusals.labels("max_retries").inc()
+            await self._escalate(conn, row, EscalationReason.MAX_RETRIES, now, plan.playbook_id)
+            return None
+        if self.settings.dry_run or playbook.dry_run:
+            output = f"dry run: would run {plan.action_detail}"
+            await self._log(
+                conn,
+                row,
+                plan,
+                HealResult.DRY_RUN,
+                now,
+                "dry_run",
+                output,
+                attempt=row["retry_count"] + 1,
+            )
+            await self._escalate(conn, row, EscalationReason.DRY_RUN, now, plan.playbook_id)
+            return None
+        # One action at a time per target, across replicas; held past the action timeout
+        # so a replica that dies holding it frees the target by itself.
+        hold = timedelta(seconds=self.settings.action_timeout_seconds + 30)
+        if not await repo.lock_target(conn, plan.target, row["id"], self.owner, now, hold):
+            output = f"another incident is acting on {plan.target}"
+            await self._defer(conn, row, plan, "target_busy", output, now + BUSY_RETRY, now)
+            return None
+        cooldown = timedelta(minutes=playbook.cooldown_minutes)
+        free_at = await repo.take_cooldown(
+            conn, plan.playbook_id, plan.target, row["id"], cooldown, now
+        )
+        if free_at is not None:
+            await repo.unlock_target(conn, plan.target, row["id"])
+            output = f"{plan.target} in cooldown for {playbook.name!r} until {free_at.isoformat()}"
+            await self._defer(conn, row, plan, "cooldown", output, free_at, now)
+            return None
+        return int(row["retry_count"]) + 1
+
+    async def _log(
         self,
         conn: Any,
         row: Mapping[str, Any],
-        playbook: Playbook,
-        playbook_id: int,
-        action_detail: str,
-        target: str,
+        plan: _Plan,
+        result: HealResult,
+        now: datetime,
+        reason: str | None = None,
+        output: str = "",
+        *,
+        attempt: int | None = None,
+    ) -> int:
+        """Write a heal log for this plan; anything but pending is final at once."""
+        if result is not HealResult.PENDING:
+            self.metrics.heal_attempts.labels(
+                plan.playbook.name, plan.playbook.action_type, result.value
+            ).inc()
+        return await repo.add_heal_log(
+            conn,
+            incident_id=row["id"],
+            playbook_id=plan.playbook_id,
+            action_type=plan.playbook.action_type,
+            action_detail=plan.action_detail,
+            target=plan.target or None,
+            result=result.value,
+            reason=reason,
+            result_output=output,
+            attempt=row["retry_count"] if attempt is None else attempt,
+            created_at=now,
+            finished_at=None if result is HealResult.PENDING else now,
+            replica=self.owner,
+        )
+
+    async def _defer(
+        self,
+        conn: Any,
+        row: Mapping[str, Any],
+        plan: _Plan,
         guard: str,
         output: str,
         until: datetime,
         now: datetime,
     ) -> None:
         """A guard held the action back: record it, and look again when it may pass."""
-        await repo.add_heal_log(
-            conn,
-            incident_id=row["id"],
-            playbook_id=playbook_id,
-            action_type=playbook.action_type,
-            action_detail=action_detail,
-            target=target,
-            result=HealResult.SKIPPED.value,
-            reason=guard,
-            result_output=output,
-            attempt=row["retry_count"],
-            created_at=now,
-            finished_at=now,
-            replica=self.owner,
-        )
+        await self._log(conn, row, plan, HealResult.SKIPPED, now, guard, output)
         self.metrics.guard_refusals.labels(guard).inc()
-        self.metrics.heal_attempts.labels(playbook.name, playbook.action_type, "skipped").inc()
         await repo.update_incident(
             conn,
             row["id"],
             {
                 "status": IncidentStatus.OPEN.value,
-                "playbook_id": playbook_id,
+                "playbook_id": plan.playbook_id,
                 "next_attempt_at": until,
                 "lease_owner": None,
                 "lease_until": None,
@@ -350,26 +329,26 @@ class HealWorker:
             },
         )
 
-    def _plan(
-        self, catalog: Catalog, row: Mapping[str, Any]
-    ) -> EscalationReason | tuple[Playbook, Any, str, str]:
+    def _plan(self, catalog: Catalog, row: Mapping[str, Any]) -> EscalationReason | _Plan:
         """Pick the playbook and fill its parameters: pure, no I/O."""
         found = candidates(catalog.playbooks, incident_signal(row))
         if not found:
             return EscalationReason.NO_PLAYBOOK
         playbook = found[0]
+        playbook_id = catalog.ids[playbook.name]
         action = ACTIONS[playbook.action_type]
         try:
             raw = render(playbook.action_params, row["labels"] or {}, row["annotations"] or {})
             params = action.params_model.model_validate(raw, context=self._scope)
         except SlotError as exc:
-            return playbook, exc, f"{playbook.action_type} refused: {exc}", ""
+            return _Plan(playbook, playbook_id, exc, f"{playbook.action_type} refused: {exc}", "")
         except ValidationError as exc:
             err = exc.errors()[0]
-            slot = ".".join(map(str, err["loc"]))
+            slot = ".".join(map(str, err["loc"])) or "params"
             refused = SlotError(slot, str(err.get("input", ""))[:200], err["msg"])
-            return playbook, refused, f"{playbook.action_type} refused: {refused}", ""
-        return playbook, params, action.describe(params), action.target(params)
+            detail = f"{playbook.action_type} refused: {refused}"
+            return _Plan(playbook, playbook_id, refused, detail, "")
+        return _Plan(playbook, playbook_id, params, action.describe(params), action.target(params))
 
     async def _verify(self, conn: Any, row: dict[str, Any], now: datetime) -> bool:
         """Judge a verifying incident. True: the repair did not hold, attempt again."""
@@ -438,15 +417,14 @@ class HealWorker:
     async def _record(
         self,
         row: Mapping[str, Any],
-        playbook: Playbook,
-        playbook_id: int,
-        target: str,
+        plan: _Plan,
         log_id: int,
         attempt: int,
         outcome: ActionOutcome,
         duration: float,
     ) -> None:
         now = _now()
+        playbook, playbook_id = plan.playbook, plan.playbook_id
         result = HealResult.SUCCESS if outcome.ok else HealResult.FAILED
         self.metrics.heal_attempts.labels(playbook.name, playbook.action_type, result.value).inc()
         self.metrics.action_duration.labels(playbook.action_type, result.value).observe(duration)
@@ -463,7 +441,7 @@ class HealWorker:
                 reason=None if outcome.ok or outcome.retryable else "not_retryable",
             )
             await repo.count_playbook(conn, playbook_id, outcome.ok)
-            await repo.unlock_target(conn, target, row["id"])
+            await repo.unlock_target(conn, plan.target, row["id"])
             healing = [IncidentStatus.HEALING.value]
             if outcome.ok and outcome.escalate is not None:
                 await self._escalate(conn, row, outcome.escalate, now)
