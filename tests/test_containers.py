@@ -342,7 +342,11 @@ async def test_docker_api_over_tcp_with_tls_client_certificates(
 
         # A client certificate from another CA: the daemon ends the handshake.
         stranger = make_certs(tmp_path / "other-pki")
-        wrong = {**tls, "tls_cert": str(stranger["client_cert"]), "tls_key": str(stranger["client_key"])}
+        wrong = {
+            **tls,
+            "tls_cert": str(stranger["client_cert"]),
+            "tls_key": str(stranger["client_key"]),
+        }
         other = await make_service(
             hosts={"db1": {"docker": {"url": url, **wrong}}},
             playbooks=playbooks_dir(
