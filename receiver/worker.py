@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.domain import (
+    ACTIVE_STATUSES,
     ErrorType,
     EscalationReason,
     HealResult,
@@ -34,12 +37,11 @@ from receiver.domain import (
 from receiver.errors import SlotError
 from receiver.metrics import Metrics
 from receiver.playbooks import Playbook, candidates
-from receiver.resources import Resources
+from receiver.resources import MAX_OUTPUT, Resources
 from receiver.templating import render
 
 log = logging.getLogger(__name__)
 
-MAX_OUTPUT = 65_536
 # How soon an incident held back by another one acting on its target looks again.
 BUSY_RETRY = timedelta(seconds=2)
 
@@ -93,7 +95,8 @@ class HealWorker:
         self.metrics = metrics
         self.resources = resources
         self._scope = settings.param_scope()
-        self.owner = settings.replica_id or f"replica-{id(self):x}"
+        # Names this replica in leases and heal logs: unique per process, readable by people.
+        self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -180,10 +183,7 @@ class HealWorker:
             row = await repo.get_incident(conn, incident_id)
             if row is None:
                 return
-            if row["status"] not in (
-                s.value
-                for s in (IncidentStatus.OPEN, IncidentStatus.HEALING, IncidentStatus.VERIFYING)
-            ):
+            if row["status"] not in ACTIVE_STATUSES:
                 await repo.release(conn, incident_id, self.owner)
                 return
             if row["status"] == IncidentStatus.HEALING.value:
