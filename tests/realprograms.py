@@ -309,3 +309,64 @@ def make_certs(root: Path) -> dict[str, Path]:
             "client_key": "client.key",
         }.items()
     }
+
+
+@dataclass
+class Alertmanager:
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_alertmanager(root: Path, webhook_url: str, token: str) -> Alertmanager:
+    """prometheus-alertmanager on loopback, no gossip, routing everything to one webhook."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "token").write_text(token)
+    (root / "am.yml").write_text(
+        "route:\n"
+        "  receiver: autoheal\n"
+        "  group_by: [alertname, container]\n"
+        "  group_wait: 0s\n"
+        "  group_interval: 1s\n"
+        "  repeat_interval: 1h\n"
+        "receivers:\n"
+        "  - name: autoheal\n"
+        "    webhook_configs:\n"
+        f"      - url: {webhook_url}\n"
+        "        send_resolved: true\n"
+        "        http_config:\n"
+        f"          authorization: {{type: Bearer, credentials_file: {root / 'token'}}}\n"
+    )
+    port = free_port()
+    with (root / "am.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                "prometheus-alertmanager",
+                f"--config.file={root / 'am.yml'}",
+                f"--storage.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+                f"--web.external-url=http://127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def ready() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(ready, 15, "alertmanager")
+    return Alertmanager(root, port, process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
