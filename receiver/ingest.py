@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,11 @@ class _Pending:
     done: asyncio.Future[list[int | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+def _fail(item: _Pending, exc: Exception) -> None:
+    if not item.done.done():  # a request already gone has nobody to tell
+        item.done.set_exception(exc)
 
 
 class Ingestor:
@@ -64,7 +70,9 @@ class Ingestor:
             raise StoreUnavailable("ingest writer is not running")
         pending = _Pending(signals)
         await self._queue.put(pending)
-        return await asyncio.shield(pending.done)
+        # If the request is cancelled (client gone), the writer still stores the signals; it
+        # skips answering a future nobody waits for.
+        return await pending.done
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Ingestor]:
@@ -76,7 +84,7 @@ class Ingestor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             while not self._queue.empty():
-                self._queue.get_nowait().done.set_exception(StoreUnavailable("shutting down"))
+                _fail(self._queue.get_nowait(), StoreUnavailable("shutting down"))
 
     async def _run(self) -> None:
         while True:
@@ -90,8 +98,7 @@ class Ingestor:
                 await self._write(batch)
             except asyncio.CancelledError:
                 for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(StoreUnavailable("shutting down"))
+                    _fail(item, StoreUnavailable("shutting down"))
                 raise
 
     async def _write(self, batch: list[_Pending]) -> None:
@@ -100,7 +107,7 @@ class Ingestor:
         except SQLAlchemyError as exc:
             if len(batch) == 1:
                 log.warning("store refused a batch: %s", exc)
-                batch[0].done.set_exception(StoreUnavailable(str(exc.__class__.__name__)))
+                _fail(batch[0], StoreUnavailable(str(exc.__class__.__name__)))
                 return
             # One request's rows must not fail its neighbours': retry them one by one.
             for item in batch:
@@ -109,10 +116,11 @@ class Ingestor:
         except Exception as exc:
             log.exception("unexpected error while storing signals")
             for item in batch:
-                item.done.set_exception(StoreUnavailable(type(exc).__name__))
+                _fail(item, StoreUnavailable(type(exc).__name__))
             return
         for item in batch:
-            item.done.set_result([ids.get(s.incident_key) for s in item.signals])
+            if not item.done.done():
+                item.done.set_result([ids.get(s.incident_key) for s in item.signals])
 
     async def _commit(self, signals: list[Signal]) -> dict[str, int]:
         playbooks = self._catalog.current.playbooks
@@ -123,8 +131,10 @@ class Ingestor:
         outcome = await self._db.run_in_transaction(repo.ingest, signals, now, unmatched)
         m = self._metrics
         m.ingest_batch.observe(len(signals))
-        for s in signals:
-            m.signals.labels(s.source.value, "firing" if s.firing else "resolved").inc()
+        for (source, status), count in Counter(
+            (s.source.value, "firing" if s.firing else "resolved") for s in signals
+        ).items():
+            m.signals.labels(source, status).inc(count)
         for _id, error_type, no_playbook in outcome.opened:
             m.incidents_opened.labels(error_type).inc()
             if no_playbook:

@@ -10,32 +10,37 @@ from dataclasses import dataclass
 
 def fold(text: str) -> str:
     """NFKC then casefold: full-width letters and odd cases compare equal to ASCII."""
+    if text.isascii():  # NFKC changes nothing in ASCII; skip it on the hot path
+        return text.lower()
     return unicodedata.normalize("NFKC", text).casefold()
 
 
 @dataclass(frozen=True, slots=True)
 class TextPatterns:
-    """ANY of the substrings or regexes; empty matches everything."""
+    """ANY of the substrings or regexes; empty matches everything.
+
+    All of them are compiled into one alternation, so a search is a single pass in C.
+    """
 
     substrings: tuple[str, ...] = ()
-    regexes: tuple[re.Pattern[str], ...] = ()
+    regexes: tuple[str, ...] = ()
+    combined: re.Pattern[str] | None = None
 
     @classmethod
     def build(cls, substrings: Iterable[str] = (), regexes: Iterable[str] = ()) -> TextPatterns:
         """Compile; raises re.error naming the bad regex."""
-        return cls(
-            tuple(fold(s) for s in substrings),
-            tuple(re.compile(r, re.IGNORECASE) for r in regexes),
-        )
+        folded = tuple(fold(s) for s in substrings)
+        sources = tuple(regexes)
+        for source in sources:
+            re.compile(source)  # a bad one is reported on its own, not inside the alternation
+        parts = [re.escape(s) for s in folded] + [f"(?:{r})" for r in sources]
+        combined = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        return cls(folded, sources, combined)
 
     @property
     def empty(self) -> bool:
-        return not self.substrings and not self.regexes
+        return self.combined is None
 
     def search(self, folded_text: str) -> bool:
         """True when any pattern occurs in text already passed through fold()."""
-        if self.empty:
-            return True
-        if any(s in folded_text for s in self.substrings):
-            return True
-        return any(r.search(folded_text) for r in self.regexes)
+        return self.combined is None or self.combined.search(folded_text) is not None
