@@ -1,8 +1,8 @@
 """Ingest benchmark: autoheal (embedded SQLite default) against a bare aiohttp handler.
 
 Both servers run as their own processes on loopback; one client process drives each with the
-same load (32 connections) for the same time. Prints alerts/s, p50/p99 latency, the ratio
-autoheal/bare for every scenario, and autoheal's peak RSS. Figures, not assertions: the machine
+same load (32 connections) for the same time. Prints alerts/s, p50/p99 latency, server CPU
+per alert, the ratio autoheal/bare for every scenario, and autoheal's peak RSS. Figures, not assertions: the machine
 is shared and noisy, so compare the ratios of one run.
 
     python bench/ingest.py [--seconds 5] [--connections 32]
@@ -146,6 +146,12 @@ async def drive(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -179,20 +185,26 @@ async def main() -> int:
         print(f"{args.connections} connections, {args.seconds:g}s per run, SQLite at {tmp}")
         print(
             f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'errors':>8}{'ratio':>8}"
+            f"{'errors':>8}{'cpu us/alert':>14}{'ratio':>8}"
         )
         for n_alerts, unique in scenarios:
             name = f"{n_alerts} alert{'s' if n_alerts > 1 else ''}/req, {'unique' if unique else 'resend'}"
             results = {}
-            for server, port in (("bare", bare_port), ("autoheal", heal_port)):
+            for server, port, pid in (
+                ("bare", bare_port, bare.pid),
+                ("autoheal", heal_port, heal.pid),
+            ):
                 url = f"http://127.0.0.1:{port}/api/v1/alerts"
                 await drive(url, n_alerts, unique, min(1.0, args.seconds), args.connections)  # warm
+                cpu_before = cpu_seconds(pid)
                 results[server] = await drive(url, n_alerts, unique, args.seconds, args.connections)
+                alerts = results[server]["requests"] * n_alerts
+                results[server]["cpu_us"] = (cpu_seconds(pid) - cpu_before) / alerts * 1e6
             ratio = results["autoheal"]["alerts_per_s"] / results["bare"]["alerts_per_s"]
             for server, r in results.items():
                 print(
                     f"{name:<24}{server:<10}{r['alerts_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
-                    f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}"
+                    f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}{r['cpu_us']:>14.0f}"
                     f"{(f'{ratio:.2f}' if server == 'autoheal' else ''):>8}"
                 )
         print(f"autoheal peak RSS: {peak_rss_mb(heal.pid):.1f} MB")
