@@ -69,12 +69,19 @@ async def _parse(request: web.Request, model: type[M]) -> M:
         body = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _problem(400, "bad_encoding", f"body is not UTF-8 (byte {exc.start})") from exc
+    if "\\u0000" in body:
+        # PostgreSQL text cannot hold NUL; stored it would fail every retry (and Alertmanager
+        # would retry forever), so refuse it here.
+        raise _problem(400, "invalid_json", "NUL characters (\\u0000) are not accepted")
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise _problem(
             400, "invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except (RecursionError, ValueError) as exc:
+        # Nesting deeper than the parser's stack, or an integer past Python's digit limit.
+        raise _problem(400, "invalid_json", f"unacceptable JSON: {exc}") from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -308,3 +308,60 @@ async def test_reload_keeps_running_set_on_bad_file(make_service: Any, playbooks
     assert resp.status == 200
     names = {p["name"]: p["is_active"] for p in (await svc.get_json("/api/v1/playbooks"))["items"]}
     assert names == {"one": False, "two": True}
+
+
+NASTY_BODIES = [
+    ("deep array", b"[" * 100_000 + b"]" * 100_000, 400),
+    ("deep object", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400),
+    ("5000-digit integer", b'{"version": "4", "truncatedAlerts": ' + b"9" * 5000 + b"}", 400),
+    (
+        "NUL in a label",
+        b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", '
+        b'"labels": {"a": "b\\u0000"}, "startsAt": "2026-11-28T00:00:00Z"}]}',
+        400,
+    ),
+    (
+        "NaN",
+        b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", '
+        b'"labels": {"a": "b"}, "startsAt": NaN}]}',
+        422,
+    ),
+    (
+        "lone surrogate",
+        b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", '
+        b'"labels": {"a": "\\ud800"}, "startsAt": "2026-11-28T00:00:00Z"}]}',
+        422,
+    ),
+    (
+        "year zero",
+        b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", '
+        b'"labels": {"a": "b"}, "startsAt": "0000-01-01T00:00:00Z"}]}',
+        422,
+    ),
+    ("null body", b"null", 422),
+    ("string body", b'"alerts"', 422),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status"), NASTY_BODIES, ids=[n for n, _, _ in NASTY_BODIES]
+)
+async def test_nasty_bodies_are_4xx_never_5xx(
+    make_service: Any, name: str, body: bytes, status: int
+) -> None:
+    svc = await make_service()
+    # Bodies refused before validation get the same 400 on both endpoints; the rest are
+    # alert-shaped, so the exceptions endpoint refuses them as invalid reports (422).
+    expected = {"/api/v1/alerts": status, "/api/v1/exceptions": 400 if status == 400 else 422}
+    for path, want in expected.items():
+        resp = await svc.post(path, body, headers={"Content-Type": "application/json"})
+        assert resp.status == want, (path, await resp.text())
+    assert await svc.incidents() == []
+
+
+async def test_nul_in_a_scheduler_message_is_refused_not_retried_forever(make_service: Any) -> None:
+    svc = await make_service()
+    body = b'{"task": "t", "message": "bad\\u0000byte"}'
+    resp = await svc.post("/api/v1/exceptions", body, headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert "NUL" in (await resp.json())["detail"]
