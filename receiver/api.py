@@ -189,6 +189,8 @@ async def get_incident(request: web.Request) -> web.Response:
         incident_id = int(request.match_info["id"])
     except ValueError as exc:
         raise _problem(400, "bad_parameter", "incident id must be an integer") from exc
+    if not 0 < incident_id < 2**31:  # past the column's range: PostgreSQL would refuse it
+        raise _problem(404, "not_found", f"no incident {incident_id}")
     async with request.app[appkeys.DATABASE].reading() as conn:
         row = await repo.get_incident(conn, incident_id)
         if row is None:

@@ -270,7 +270,12 @@ async def test_read_api_shapes(make_service: Any, make_exception: Any) -> None:
             "/api/v1/incidents", params=bad, headers={"Authorization": f"Bearer {TOKEN}"}
         )
         assert resp.status == 400, bad
-    for bad_id, status in (("999999", 404), ("abc", 400)):
+    for bad_id, status in (
+        ("999999", 404),
+        ("abc", 400),
+        ("99999999999999999999", 404),
+        ("-1", 404),
+    ):
         resp = await svc.client.get(
             f"/api/v1/incidents/{bad_id}", headers={"Authorization": f"Bearer {TOKEN}"}
         )
