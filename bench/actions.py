@@ -2,8 +2,8 @@
 
 Starts podman's Docker-compatible API and a real sshd on loopback (the test suite's recipes),
 then times autoheal's docker_restart action both ways, end to end inside the action (inspect,
-restart, confirm a new StartedAt). Prints median and p90 over N runs; the SSH figures also
-show a cold first connection versus a pooled one.
+restart, confirm a new StartedAt), next to the bare restart call as a baseline. Prints median
+and p90 over N runs; the first run of each shows a cold connection, the rest a pooled one.
 
     python bench/actions.py [--runs 20]
 """
@@ -63,6 +63,15 @@ async def main() -> int:
         action = ACTIONS["docker_restart"]
         ctx = ActionContext(0, {}, 60, resources)
         print(f"{'docker_restart (t=0)':<34}{'p50 ms':>9}{'p90 ms':>9}{'runs':>6}")
+        # Baseline: the bare Engine API call (restart only), same client, same container.
+        client = resources.docker.get("local")
+        container = await client.containers.get("app")
+        baseline = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            await container.restart(t=0)
+            baseline.append(time.perf_counter() - started)
+        summary("bare API restart call (baseline)", baseline)
         for label, host in (("Engine API (unix socket)", "local"), ("SSH + docker CLI", "web1")):
             params = action.params_model.model_validate(
                 {"container": "app", "host": host, "stop_timeout": 0},
