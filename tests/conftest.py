@@ -154,6 +154,27 @@ def make_settings(store_url: str) -> Callable[..., Settings]:
     return make
 
 
+def playbook_yaml(
+    action: str, params: str, *, name: str = "test playbook", error_type: str = "OOM", **fields: Any
+) -> str:
+    """One playbook as YAML; ``params`` is a YAML flow mapping, ``fields`` go in as written."""
+    lines = [
+        "playbooks:",
+        f"  - name: {name}",
+        f"    error_type: {error_type}",
+        f"    action: {{type: {action}, params: {params}}}",
+    ]
+    lines += [f"    {key}: {value}" for key, value in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
+def oom_alert(make_alert: Callable[..., dict[str, Any]], fp: str = "fp", **labels: str) -> Any:
+    """A one-alert webhook that classifies as OOM (alertname mapping)."""
+    return make_alert(
+        alerts=[{"fingerprint": fp, "labels": {"alertname": "ContainerOOMKilled", **labels}}]
+    )
+
+
 class Service:
     """A running app under test: HTTP client plus handles on its worker and store."""
 
@@ -193,6 +214,11 @@ class Service:
         data = await self.get_json("/api/v1/incidents", **params)
         items: list[dict[str, Any]] = data["items"]
         return items
+
+    async def only_incident(self) -> dict[str, Any]:
+        """The one incident the test made, with its heal logs."""
+        (item,) = await self.incidents()
+        return await self.incident(item["id"])
 
     async def settle(self, within: float = 10) -> None:
         """Let the worker do everything that is due now."""

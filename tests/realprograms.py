@@ -149,11 +149,7 @@ def stop_podman(engine: Podman) -> None:
     with contextlib.suppress(Exception):
         engine.podman("rm", "-a", "-f", "-t", "0", check=False)
     if engine.process is not None:
-        engine.process.terminate()
-        try:
-            engine.process.wait(10)
-        except subprocess.TimeoutExpired:
-            engine.process.kill()
+        stop_process(engine.process)
     with contextlib.suppress(Exception):
         engine.podman("system", "reset", "-f", check=False)
     shutil.rmtree(engine.root, ignore_errors=True)
@@ -232,11 +228,7 @@ def start_sshd(
 
 def stop_sshd(server: SSHServer) -> None:
     if server.process is not None:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
+        stop_process(server.process)
 
 
 def make_certs(root: Path) -> dict[str, Path]:

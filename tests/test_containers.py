@@ -9,31 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, oom_alert, playbook_yaml
 
 
-def playbook(action: str, params: str, **extra: Any) -> str:
-    lines = [
-        "playbooks:",
-        "  - name: containers",
-        f"    error_type: {extra.pop('error_type', 'OOM')}",
-        f"    action: {{type: {action}, params: {params}}}",
-        "    cooldown_minutes: 0",
-        "    verify_seconds: 60",
-    ]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
-
-
-def alert(make_alert: Any, fp: str = "fp", **labels: str) -> dict[str, Any]:
-    return make_alert(
-        alerts=[{"fingerprint": fp, "labels": {"alertname": "ContainerOOMKilled", **labels}}]
+def playbook(action: str, params: str, **fields: Any) -> str:
+    return playbook_yaml(
+        action, params, name="containers", **{"cooldown_minutes": 0, "verify_seconds": 60, **fields}
     )
 
 
-async def only_incident(svc: Any) -> dict[str, Any]:
-    (item,) = await svc.incidents()
-    return await svc.incident(item["id"])
+def alert(make_alert: Any, fp: str = "fp", **labels: str) -> Any:
+    return oom_alert(make_alert, fp, **labels)
 
 
 @pytest.fixture
@@ -57,7 +43,7 @@ async def test_restart_through_the_engine_api(
     started = time.perf_counter()
     await svc.settle()
     elapsed = time.perf_counter() - started
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "success", log
     assert containers.started_at("app") != before
@@ -78,7 +64,7 @@ async def test_start_a_stopped_container(
     )
     await svc.post("/api/v1/alerts", alert(make_alert, container="app"))
     await svc.settle()
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success", log
     assert containers.running("app")
 
@@ -94,7 +80,7 @@ async def test_missing_container_fails_without_retry(
     )
     await svc.post("/api/v1/alerts", alert(make_alert, container="no-such-box"))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "failed"
     assert "no such container" in log["result_output"]
@@ -133,7 +119,7 @@ async def test_waits_for_healthy(
     await svc.post("/api/v1/alerts", alert(make_alert, container="hc"))
     async with healthchecks(podman, "hc"):
         await svc.settle(30)
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success", log
     assert log["result_output"].endswith("healthy")
 
@@ -155,7 +141,7 @@ async def test_unhealthy_after_restart_is_a_failure(
     await svc.post("/api/v1/alerts", alert(make_alert, container="sick"))
     async with healthchecks(podman, "sick"):
         await svc.settle(30)
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "failed"
     assert "health" in log["result_output"]
 
@@ -218,7 +204,7 @@ async def test_seed_scenarios_restart_exactly_the_right_container(
     resp = await svc.post("/api/v1/exceptions", report)
     assert resp.status == 202
     await svc.settle(30)
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "success", log
     changed = {n for n in names if containers.started_at(n) != before[n]}
@@ -241,7 +227,7 @@ async def test_alert_payload_from_prometheus_restarts_its_container(
     await svc.settle()
     assert containers.started_at("app") != before
     await svc.post("/api/v1/alerts", load_fixture("prom_resolved.json"))
-    assert (await only_incident(svc))["status"] == "resolved"
+    assert (await svc.only_incident())["status"] == "resolved"
 
 
 @pytest.mark.parametrize(
@@ -269,7 +255,7 @@ async def test_injection_never_reaches_the_engine(
         )
         await svc.post("/api/v1/alerts", alert(make_alert, container=value))
         await svc.settle()
-        incident = await only_incident(svc)
+        incident = await svc.only_incident()
         (log,) = incident["heal_logs"]
         assert log["result"] == "refused"
         assert incident["escalation_reason"] == "refused"
@@ -336,7 +322,7 @@ async def test_docker_api_over_tcp_with_tls_client_certificates(
         before = containers.started_at("app")
         await svc.post("/api/v1/alerts", alert(make_alert))
         await svc.settle(30)
-        (log,) = (await only_incident(svc))["heal_logs"]
+        (log,) = (await svc.only_incident())["heal_logs"]
         assert log["result"] == "success", log
         assert containers.started_at("app") != before
 

@@ -39,11 +39,6 @@ def playbook(url: str, **extra: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def only_incident(svc: Any) -> dict[str, Any]:
-    (item,) = await svc.incidents()
-    return await svc.incident(item["id"])
-
-
 REPORT = {
     "task": "crawl_shop",
     "message": "429 Client Error: Too Many Requests for url: https://shop",
@@ -57,7 +52,7 @@ async def test_calls_an_allow_listed_url_with_templated_body(
     svc = await make_service(http_allow=[runner["base"]], playbooks=playbooks_dir(playbook(url)))
     await svc.post("/api/v1/exceptions", REPORT)
     await svc.settle()
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success", log
     assert log["action_detail"] == f"POST {url}"
     assert log["result_output"].startswith("HTTP 202")
@@ -72,7 +67,7 @@ async def test_5xx_is_retried_4xx_is_not(
     svc = await make_service(http_allow=[runner["base"]], playbooks=playbooks_dir(playbook(url)))
     await svc.post("/api/v1/exceptions", REPORT)
     await svc.settle()
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success"
     assert len(runner["received"]) == 2  # the 503, then the retry
 

@@ -10,8 +10,20 @@ import pytest
 
 from receiver.actions import ACTIONS
 from tests import scripted_action
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, playbook_yaml
+from tests.conftest import oom_alert as _oom_alert
 from tests.scripted_action import Scripted
+
+
+def playbook(action: str, params: str, **fields: Any) -> str:
+    """Retries bounded, no cooldown unless a test wants one."""
+    return playbook_yaml(
+        action, params, name="fix it", **{"max_retries": 3, "cooldown_minutes": 0, **fields}
+    )
+
+
+def oom_alert(make_alert: Any, fp: str = "fp1", **labels: str) -> Any:
+    return _oom_alert(make_alert, fp, **{"container": "box", **labels})
 
 
 @pytest.fixture(autouse=True)
@@ -23,37 +35,11 @@ def scripted() -> Iterator[list[tuple[int, str]]]:
     del ACTIONS[Scripted.kind]  # type: ignore[attr-defined]
 
 
-def playbook(action: str, params: str, **extra: Any) -> str:
-    lines = [
-        "playbooks:",
-        "  - name: fix it",
-        f"    error_type: {extra.pop('error_type', 'OOM')}",
-        f"    action: {{type: {action}, params: {params}}}",
-    ]
-    extra.setdefault("max_retries", 3)
-    extra.setdefault("cooldown_minutes", 0)
-    for key, value in extra.items():
-        lines.append(f"    {key}: {value}")
-    return "\n".join(lines) + "\n"
-
-
-def oom_alert(make_alert: Any, fp: str = "fp1", **labels: str) -> dict[str, Any]:
-    labels.setdefault("container", "box")
-    return make_alert(
-        alerts=[{"fingerprint": fp, "labels": {"alertname": "ContainerOOMKilled", **labels}}]
-    )
-
-
-async def only_incident(svc: Any) -> dict[str, Any]:
-    (item,) = await svc.incidents()
-    return await svc.incident(item["id"])
-
-
 async def test_no_playbook_escalates(make_service: Any) -> None:
     svc = await make_service()
     await svc.post("/api/v1/alerts", load_fixture("firing.json"))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "no_playbook"
     assert incident["heal_logs"] == []
@@ -70,7 +56,7 @@ async def test_success_then_alert_resolves(
     )
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="momo-scheduler"))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "verifying"
     (log,) = incident["heal_logs"]
     assert log["result"] == "success"
@@ -82,7 +68,7 @@ async def test_success_then_alert_resolves(
     resolved = oom_alert(make_alert, container="momo-scheduler")
     resolved["alerts"][0]["status"] = "resolved"
     await svc.post("/api/v1/alerts", resolved)
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "resolved"
     pb = (await svc.get_json("/api/v1/playbooks"))["items"][0]
     assert (pb["success_count"], pb["fail_count"]) == (1, 0)
@@ -106,7 +92,7 @@ async def test_alert_still_firing_after_verify_retries_then_escalates(
         await svc.settle()
         await asyncio.sleep(0.15)
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "max_retries"
     assert [h["result"] for h in incident["heal_logs"]] == ["success", "success"]
@@ -122,7 +108,7 @@ async def test_failures_count_to_max_retries(
     )
     await svc.post("/api/v1/alerts", oom_alert(make_alert))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "max_retries"
     assert [h["result"] for h in incident["heal_logs"]] == ["failed"] * 3
@@ -137,7 +123,7 @@ async def test_not_retryable_failure_escalates_at_once(
     svc = await make_service(playbooks=playbooks_dir(playbook("scripted", "{outcome: fatal}")))
     await svc.post("/api/v1/alerts", oom_alert(make_alert))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["escalation_reason"] == "not_retryable"
     (log,) = incident["heal_logs"]
     assert log["reason"] == "not_retryable"
@@ -150,7 +136,7 @@ async def test_resend_during_verify_does_not_heal_twice(
     for _ in range(3):
         await svc.post("/api/v1/alerts", oom_alert(make_alert))
         await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["occurrences"] == 3
     assert len(incident["heal_logs"]) == 1
     assert len(scripted) == 1
@@ -192,7 +178,7 @@ async def test_dry_run_global(make_service: Any, make_exception: Any, scripted: 
     svc = await make_service(dry_run=True)
     await svc.post("/api/v1/exceptions", make_exception(labels={"container": "momo-db"}))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "dry_run"
     (log,) = incident["heal_logs"]
@@ -207,7 +193,7 @@ async def test_dry_run_per_playbook(
     svc = await make_service(playbooks=playbooks_dir(playbook("scripted", "{}", dry_run="true")))
     await svc.post("/api/v1/alerts", oom_alert(make_alert))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["heal_logs"][0]["result"] == "dry_run"
     assert scripted == []
 
@@ -224,7 +210,7 @@ async def test_alert_only_escalates_with_its_message(
         ),
     )
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["error_type"] == "AUTH_FAIL"
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "alert_only"
@@ -248,10 +234,10 @@ async def test_wait_retry_quiet_scheduler_resolves(
         make_exception(message="429 Client Error: Too Many Requests for url: https://x"),
     )
     await svc.settle()
-    assert (await only_incident(svc))["status"] == "verifying"
+    assert (await svc.only_incident())["status"] == "verifying"
     await asyncio.sleep(0.2)
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "resolved"
     assert incident["heal_logs"][0]["action_detail"].startswith("wait 0.002 min")
     # The incident gave up its dedup key: the next failure opens a new incident.
@@ -279,7 +265,7 @@ async def test_wait_retry_recurring_counts_against_max_retries(
         # The job fails again while we wait: the wait did not help, look again now.
         await svc.post("/api/v1/exceptions", body)
         await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "max_retries"
     assert [h["result"] for h in incident["heal_logs"]] == ["success", "success"]
@@ -291,7 +277,7 @@ async def test_success_ping_resolves_task(make_service: Any, make_exception: Any
     resp = await svc.post("/api/v1/success", {"task": "run_auto_import_task"})
     assert resp.status == 200
     assert len((await resp.json())["resolved"]) == 1
-    assert (await only_incident(svc))["status"] == "resolved"
+    assert (await svc.only_incident())["status"] == "resolved"
 
 
 async def test_resolve_while_healing(
@@ -301,14 +287,14 @@ async def test_resolve_while_healing(
     await svc.post("/api/v1/alerts", oom_alert(make_alert))
     assert await svc.worker.poll_once() == 1
     for _ in range(50):
-        if (await only_incident(svc))["status"] == "healing":
+        if (await svc.only_incident())["status"] == "healing":
             break
         await asyncio.sleep(0.01)
     resolved = oom_alert(make_alert)
     resolved["alerts"][0]["status"] = "resolved"
     await svc.post("/api/v1/alerts", resolved)
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "resolved"
     (log,) = incident["heal_logs"]
     assert log["result"] == "success"  # the attempt still gets its record
@@ -322,7 +308,7 @@ async def test_refused_slot_is_recorded_and_escalated(
     )
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="momo-db; rm -rf /"))
     await svc.settle()
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["status"] == "escalated"
     assert incident["escalation_reason"] == "refused"
     (log,) = incident["heal_logs"]
@@ -339,7 +325,7 @@ async def test_restart_mid_incident_resumes(
     await svc.post("/api/v1/alerts", oom_alert(make_alert))
     await svc.worker.poll_once()
     for _ in range(50):
-        if (await only_incident(svc))["status"] == "healing":
+        if (await svc.only_incident())["status"] == "healing":
             break
         await asyncio.sleep(0.01)
     await svc.client.close()  # the process stops mid-attempt
@@ -353,7 +339,7 @@ async def test_restart_mid_incident_resumes(
     )
     await asyncio.sleep(0.6)  # the dead attempt's lease runs out
     await again.settle()
-    incident = await only_incident(again)
+    incident = await again.only_incident()
     assert incident["status"] == "verifying"
     assert [(h["result"], h["reason"]) for h in incident["heal_logs"]] == [
         ("failed", "interrupted"),
@@ -370,10 +356,10 @@ async def test_background_worker_heals_without_being_driven(
     )
     await svc.post("/api/v1/alerts", oom_alert(make_alert))
     for _ in range(100):
-        if (await only_incident(svc))["status"] == "verifying":
+        if (await svc.only_incident())["status"] == "verifying":
             break
         await asyncio.sleep(0.02)
-    assert (await only_incident(svc))["status"] == "verifying"
+    assert (await svc.only_incident())["status"] == "verifying"
 
 
 async def test_playbook_counts_survive_restart(

@@ -12,6 +12,18 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import oom_alert, playbook_yaml
+
+
+def playbook(action: str, params: str, **fields: Any) -> str:
+    return playbook_yaml(
+        action, params, name="over ssh", **{"cooldown_minutes": 0, "verify_seconds": 60, **fields}
+    )
+
+
+def alert(make_alert: Any, fp: str = "fp", **labels: str) -> Any:
+    return oom_alert(make_alert, fp, **labels)
+
 
 def hosts(bed: Any, *, key: Path | None = None, known_hosts: Path | None = None) -> dict[str, Any]:
     ssh = {
@@ -27,30 +39,6 @@ def hosts(bed: Any, *, key: Path | None = None, known_hosts: Path | None = None)
         },
         "web2": {"ssh": {**ssh, "port": bed.target.port, "jump": "bastion"}},
     }
-
-
-def playbook(action: str, params: str, **extra: Any) -> str:
-    lines = [
-        "playbooks:",
-        "  - name: over ssh",
-        "    error_type: OOM",
-        f"    action: {{type: {action}, params: {params}}}",
-        "    cooldown_minutes: 0",
-        "    verify_seconds: 60",
-    ]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
-
-
-def alert(make_alert: Any, **labels: str) -> dict[str, Any]:
-    return make_alert(
-        alerts=[{"fingerprint": "fp", "labels": {"alertname": "ContainerOOMKilled", **labels}}]
-    )
-
-
-async def only_incident(svc: Any) -> dict[str, Any]:
-    (item,) = await svc.incidents()
-    return await svc.incident(item["id"])
 
 
 @pytest.fixture
@@ -76,7 +64,7 @@ async def test_allowed_command_restarts_a_container_over_ssh(
     started = time.perf_counter()
     await svc.settle(30)
     elapsed = time.perf_counter() - started
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "success", log
     assert log["action_detail"] == "ssh web1: docker restart app"
@@ -97,7 +85,7 @@ async def test_docker_restart_on_an_ssh_only_host_uses_the_allow_list(
     before = box.started_at("app")
     await svc.post("/api/v1/alerts", alert(make_alert, container="app"))
     await svc.settle(30)
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success", log
     assert log["action_detail"] == "ssh web1: docker restart app"
     assert box.started_at("app") != before
@@ -115,7 +103,7 @@ async def test_through_a_jump_host(
     before = box.started_at("app")
     await svc.post("/api/v1/alerts", alert(make_alert))
     await svc.settle(30)
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success", log
     assert box.started_at("app") != before
     assert f"target 127.0.0.1 port {sshbed.target.port}" in sshbed.jump.log  # forwarded
@@ -136,7 +124,7 @@ async def test_failing_command_records_exit_status_and_output(
     )
     await svc.post("/api/v1/alerts", alert(make_alert))
     await svc.settle(30)
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "failed"
     # The argv went out quoted as declared; this host has no compose plugin, and says so.
     assert (
@@ -161,7 +149,7 @@ async def test_output_is_capped(
     )
     await svc.post("/api/v1/alerts", alert(make_alert))
     await svc.settle(30)
-    (log,) = (await only_incident(svc))["heal_logs"]
+    (log,) = (await svc.only_incident())["heal_logs"]
     assert log["result"] == "success"
     assert len(log["result_output"]) == 65_536
     assert log["result_output"].endswith("END")
@@ -179,7 +167,7 @@ async def test_wrong_host_key_is_refused(
     )
     await svc.post("/api/v1/alerts", alert(make_alert))
     await svc.settle(30)
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "failed"
     assert "ssh refused" in log["result_output"]
@@ -197,7 +185,7 @@ async def test_unknown_client_key_is_refused(
     )
     await svc.post("/api/v1/alerts", alert(make_alert))
     await svc.settle(30)
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "failed"
     assert "Permission denied" in log["result_output"] or "ssh refused" in log["result_output"]
@@ -237,7 +225,7 @@ async def test_injection_is_refused_recorded_escalated_and_nothing_connects(
     resp = await svc.post("/api/v1/alerts", alert(make_alert, container=value))
     assert resp.status == 200  # stored: the refusal is recorded, not bounced
     await svc.settle(30)
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "refused"
     assert incident["status"] == "escalated"
@@ -260,7 +248,7 @@ async def test_unknown_host_from_a_label_is_refused_before_anything_runs(
     )
     await svc.post("/api/v1/alerts", alert(make_alert, instance=host))
     await svc.settle(30)
-    incident = await only_incident(svc)
+    incident = await svc.only_incident()
     assert incident["heal_logs"][0]["result"] == "refused"
     assert incident["escalation_reason"] == "refused"
 
