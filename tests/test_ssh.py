@@ -7,6 +7,7 @@ The target sshd's sessions reach podman through the Docker CLI, so an allow-list
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,12 @@ import pytest
 
 from tests.conftest import oom_alert, playbook_yaml
 
+RESTART_APP = "{host: web1, command: docker_restart, args: {container: app}}"
+RESTART_FROM_LABEL = (
+    "{host: web1, command: docker_restart, args: {container: '${labels.container}'}}"
+)
 
-def playbook(action: str, params: str, **fields: Any) -> str:
-    return playbook_yaml(
-        action, params, name="over ssh", **{"cooldown_minutes": 0, "verify_seconds": 60, **fields}
-    )
-
-
-def alert(make_alert: Any, fp: str = "fp", **labels: str) -> Any:
-    return oom_alert(make_alert, fp, **labels)
+Heal = Callable[..., Awaitable[dict[str, Any]]]
 
 
 def hosts(bed: Any, *, key: Path | None = None, known_hosts: Path | None = None) -> dict[str, Any]:
@@ -42,29 +40,43 @@ def hosts(bed: Any, *, key: Path | None = None, known_hosts: Path | None = None)
 
 
 @pytest.fixture
+def heal(sshbed: Any, make_service: Any, playbooks_dir: Any, make_alert: Any) -> Heal:
+    """Serve one playbook over the test hosts, send one alert, let the worker finish; the
+    incident with its heal logs comes back."""
+
+    async def run(
+        action: str,
+        params: str,
+        *,
+        labels: dict[str, str] | None = None,
+        inventory: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> dict[str, Any]:
+        playbook = playbook_yaml(
+            action, params, name="over ssh", cooldown_minutes=0, verify_seconds=60, max_retries=1
+        )
+        svc = await make_service(
+            hosts=inventory or hosts(sshbed), playbooks=playbooks_dir(playbook), **settings
+        )
+        resp = await svc.post("/api/v1/alerts", oom_alert(make_alert, **(labels or {})))
+        assert resp.status == 200  # stored, whatever happens to the heal
+        await svc.settle(30)
+        return await svc.only_incident()
+
+    return run
+
+
+@pytest.fixture
 def box(podman: Any) -> Any:
     podman.container("app")
     return podman
 
 
-async def test_allowed_command_restarts_a_container_over_ssh(
-    sshbed: Any, box: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed),
-        playbooks=playbooks_dir(
-            playbook(
-                "ssh_command",
-                "{host: web1, command: docker_restart, args: {container: '${labels.container}'}}",
-            )
-        ),
-    )
+async def test_allowed_command_restarts_a_container_over_ssh(heal: Heal, box: Any) -> None:
     before = box.started_at("app")
-    await svc.post("/api/v1/alerts", alert(make_alert, container="app"))
     started = time.perf_counter()
-    await svc.settle(30)
+    incident = await heal("ssh_command", RESTART_FROM_LABEL, labels={"container": "app"})
     elapsed = time.perf_counter() - started
-    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "success", log
     assert log["action_detail"] == "ssh web1: docker restart app"
@@ -73,122 +85,69 @@ async def test_allowed_command_restarts_a_container_over_ssh(
     print(f"\nrestart through SSH + Docker CLI, alert to verified restart: {elapsed * 1000:.0f} ms")
 
 
-async def test_docker_restart_on_an_ssh_only_host_uses_the_allow_list(
-    sshbed: Any, box: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed),
-        playbooks=playbooks_dir(
-            playbook("docker_restart", "{host: web1, container: '${labels.container}'}")
-        ),
-    )
+async def test_docker_restart_on_an_ssh_only_host_uses_the_allow_list(heal: Heal, box: Any) -> None:
     before = box.started_at("app")
-    await svc.post("/api/v1/alerts", alert(make_alert, container="app"))
-    await svc.settle(30)
-    (log,) = (await svc.only_incident())["heal_logs"]
+    incident = await heal("docker_restart", "{host: web1, container: app}")
+    (log,) = incident["heal_logs"]
     assert log["result"] == "success", log
     assert log["action_detail"] == "ssh web1: docker restart app"
     assert box.started_at("app") != before
 
 
-async def test_through_a_jump_host(
-    sshbed: Any, box: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed),
-        playbooks=playbooks_dir(
-            playbook("ssh_command", "{host: web2, command: docker_restart, args: {container: app}}")
-        ),
-    )
+async def test_through_a_jump_host(heal: Heal, box: Any, sshbed: Any) -> None:
     before = box.started_at("app")
-    await svc.post("/api/v1/alerts", alert(make_alert))
-    await svc.settle(30)
-    (log,) = (await svc.only_incident())["heal_logs"]
+    incident = await heal("ssh_command", RESTART_APP.replace("web1", "web2"))
+    (log,) = incident["heal_logs"]
     assert log["result"] == "success", log
     assert box.started_at("app") != before
     assert f"target 127.0.0.1 port {sshbed.target.port}" in sshbed.jump.log  # forwarded
 
 
-async def test_failing_command_records_exit_status_and_output(
-    sshbed: Any, box: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed),
-        playbooks=playbooks_dir(
-            playbook(
-                "compose_restart",
-                "{host: web1, file: /srv/momo/docker-compose.yml, service: momo-db}",
-                max_retries=1,
-            )
-        ),
+async def test_failing_command_records_exit_status_and_output(heal: Heal) -> None:
+    incident = await heal(
+        "compose_restart", "{host: web1, file: /srv/momo/docker-compose.yml, service: momo-db}"
     )
-    await svc.post("/api/v1/alerts", alert(make_alert))
-    await svc.settle(30)
-    (log,) = (await svc.only_incident())["heal_logs"]
+    (log,) = incident["heal_logs"]
     assert log["result"] == "failed"
-    # The argv went out quoted as declared; this host has no compose plugin, and says so.
-    assert (
-        log["action_detail"]
-        == "ssh web1: docker compose -f /srv/momo/docker-compose.yml restart momo-db"
+    # The argv went out quoted as declared; the Docker CLI here has no compose plugin.
+    assert log["action_detail"] == (
+        "ssh web1: docker compose -f /srv/momo/docker-compose.yml restart momo-db"
     )
-    assert log["result_output"].startswith("exit ")
-    assert "exit 125" in log["result_output"]  # the Docker CLI without its compose plugin
+    assert log["result_output"].startswith("exit 125")
 
 
-async def test_output_is_capped(
-    sshbed: Any, tmp_path: Path, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
+async def test_output_is_capped(heal: Heal, tmp_path: Path) -> None:
     big = tmp_path / "big.txt"
     big.write_text("x" * 200_000 + "END")
-    svc = await make_service(
-        hosts=hosts(sshbed),
+    incident = await heal(
+        "ssh_command",
+        f"{{host: web1, command: show, args: {{file: {big}}}}}",
         commands={"show": ["cat", "{file}"]},
-        playbooks=playbooks_dir(
-            playbook("ssh_command", f"{{host: web1, command: show, args: {{file: {big}}}}}")
-        ),
     )
-    await svc.post("/api/v1/alerts", alert(make_alert))
-    await svc.settle(30)
-    (log,) = (await svc.only_incident())["heal_logs"]
+    (log,) = incident["heal_logs"]
     assert log["result"] == "success"
     assert len(log["result_output"]) == 65_536
     assert log["result_output"].endswith("END")
 
 
-async def test_wrong_host_key_is_refused(
-    sshbed: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
+async def test_wrong_host_key_is_refused(heal: Heal, sshbed: Any) -> None:
     # The jump host's key where web1's should be: the server cannot prove who it is.
-    svc = await make_service(
-        hosts=hosts(sshbed, known_hosts=sshbed.jump.known_hosts),
-        playbooks=playbooks_dir(
-            playbook("ssh_command", "{host: web1, command: docker_restart, args: {container: app}}")
-        ),
+    incident = await heal(
+        "ssh_command", RESTART_APP, inventory=hosts(sshbed, known_hosts=sshbed.jump.known_hosts)
     )
-    await svc.post("/api/v1/alerts", alert(make_alert))
-    await svc.settle(30)
-    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "failed"
     assert "ssh refused" in log["result_output"]
     assert incident["escalation_reason"] == "not_retryable"
 
 
-async def test_unknown_client_key_is_refused(
-    sshbed: Any, make_service: Any, playbooks_dir: Any, make_alert: Any
-) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed, key=sshbed.stranger_key),
-        playbooks=playbooks_dir(
-            playbook("ssh_command", "{host: web1, command: docker_restart, args: {container: app}}")
-        ),
+async def test_unknown_client_key_is_refused(heal: Heal, sshbed: Any) -> None:
+    incident = await heal(
+        "ssh_command", RESTART_APP, inventory=hosts(sshbed, key=sshbed.stranger_key)
     )
-    await svc.post("/api/v1/alerts", alert(make_alert))
-    await svc.settle(30)
-    incident = await svc.only_incident()
     (log,) = incident["heal_logs"]
     assert log["result"] == "failed"
-    assert "Permission denied" in log["result_output"] or "ssh refused" in log["result_output"]
+    assert "ssh refused" in log["result_output"]
     assert incident["escalation_reason"] == "not_retryable"
 
 
@@ -210,22 +169,10 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("value", INJECTIONS)
 async def test_injection_is_refused_recorded_escalated_and_nothing_connects(
-    sshbed: Any, make_service: Any, playbooks_dir: Any, make_alert: Any, value: str
+    heal: Heal, sshbed: Any, value: str
 ) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed),
-        playbooks=playbooks_dir(
-            playbook(
-                "ssh_command",
-                "{host: web1, command: docker_restart, args: {container: '${labels.container}'}}",
-            )
-        ),
-    )
     connections_before = sshbed.target.log.count("Connection from")
-    resp = await svc.post("/api/v1/alerts", alert(make_alert, container=value))
-    assert resp.status == 200  # stored: the refusal is recorded, not bounced
-    await svc.settle(30)
-    incident = await svc.only_incident()
+    incident = await heal("ssh_command", RESTART_FROM_LABEL, labels={"container": value})
     (log,) = incident["heal_logs"]
     assert log["result"] == "refused"
     assert incident["status"] == "escalated"
@@ -235,20 +182,13 @@ async def test_injection_is_refused_recorded_escalated_and_nothing_connects(
 
 @pytest.mark.parametrize("host", ["nowhere", "web1;id", "${labels.x}"])
 async def test_unknown_host_from_a_label_is_refused_before_anything_runs(
-    sshbed: Any, make_service: Any, playbooks_dir: Any, make_alert: Any, host: str
+    heal: Heal, host: str
 ) -> None:
-    svc = await make_service(
-        hosts=hosts(sshbed),
-        playbooks=playbooks_dir(
-            playbook(
-                "ssh_command",
-                "{host: '${labels.instance}', command: docker_restart, args: {container: app}}",
-            )
-        ),
+    incident = await heal(
+        "ssh_command",
+        "{host: '${labels.instance}', command: docker_restart, args: {container: app}}",
+        labels={"instance": host},
     )
-    await svc.post("/api/v1/alerts", alert(make_alert, instance=host))
-    await svc.settle(30)
-    incident = await svc.only_incident()
     assert incident["heal_logs"][0]["result"] == "refused"
     assert incident["escalation_reason"] == "refused"
 
@@ -262,13 +202,14 @@ async def test_check_refuses_commands_outside_the_allow_list(
     settings = make_settings(
         hosts={"web1": {"ssh": {"host": "h", "user": "u", "key_file": "/k", "known_hosts": "/kh"}}}
     )
-    folder = playbooks_dir(
-        playbook("ssh_command", "{host: web1, command: rm_everything, args: {}}")
-    )
-    with pytest.raises(PlaybookError, match="not in the allow-list"):
-        load_files(folder, settings.param_scope())
-    folder = playbooks_dir(
-        playbook("ssh_command", "{host: web9, command: docker_restart, args: {container: a}}")
-    )
-    with pytest.raises(PlaybookError, match="not in the host inventory"):
-        load_files(folder, settings.param_scope())
+    for params, message in (
+        ("{host: web1, command: rm_everything, args: {}}", "not in the allow-list"),
+        (
+            "{host: web9, command: docker_restart, args: {container: a}}",
+            "not in the host inventory",
+        ),
+        ("{host: web1, command: docker_restart, args: {image: a}}", "args must be exactly"),
+    ):
+        folder = playbooks_dir(playbook_yaml("ssh_command", params))
+        with pytest.raises(PlaybookError, match=message):
+            load_files(folder, settings.param_scope())
