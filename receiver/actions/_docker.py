@@ -4,8 +4,10 @@ has no API endpoint; then confirm a fresh start and, with a healthcheck, wait fo
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from receiver.actions.base import ActionContext, ActionOutcome
@@ -71,8 +73,10 @@ async def container_action(
     started_after = state.get("StartedAt", "")
     if not state.get("Running"):
         return ActionOutcome(ok=False, output=f"{host}/{name}: not running after {verb}")
-    if started_after == started_before:
-        return ActionOutcome(ok=False, output=f"{host}/{name}: StartedAt unchanged after {verb}")
+    if not _newer(started_after, started_before):
+        return ActionOutcome(
+            ok=False, output=f"{host}/{name}: StartedAt not newer after {verb} ({started_after})"
+        )
     message = f"{verb} {host}/{name}: StartedAt {started_before} -> {started_after}"
     if not _has_healthcheck(after):
         return ActionOutcome(ok=True, output=message)
@@ -81,6 +85,27 @@ async def container_action(
     if status != "healthy":
         return ActionOutcome(ok=False, output=f"{message}; health {status} after {wait:.0f}s")
     return ActionOutcome(ok=True, output=f"{message}; healthy")
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _started(stamp: str) -> datetime | None:
+    """Docker's StartedAt (RFC 3339, nanoseconds, trailing zeros trimmed) as a datetime."""
+    found = _STAMP.match(stamp or "")
+    if found is None:
+        return None
+    fraction = (found[2] or "")[:6].ljust(6, "0")
+    zone = "+00:00" if found[3] == "Z" else found[3]
+    return datetime.fromisoformat(f"{found[1]}.{fraction}{zone}")
+
+
+def _newer(after: str, before: str) -> bool:
+    """True when the container started after it last had (a never-started one has year 1)."""
+    new, old = _started(after), _started(before)
+    if new is None:
+        return False
+    return old is None or new > old
 
 
 def _has_healthcheck(container: Any) -> bool:
