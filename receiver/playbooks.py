@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,7 +228,3 @@ def load_playbooks(directory: Path, scope: Mapping[str, Any] | None = None) -> l
             seen[playbook.name] = path.name
             loaded.append(playbook)
     return loaded
-
-
-def by_name(playbooks: Sequence[Playbook]) -> dict[str, Playbook]:
-    return {p.name: p for p in playbooks}

@@ -25,10 +25,6 @@ def references(value: str) -> list[tuple[str, str]]:
     return refs
 
 
-def is_templated(value: object) -> bool:
-    return isinstance(value, str) and "${" in value
-
-
 def render(
     params: Mapping[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> dict[str, Any]:
