@@ -27,6 +27,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn(
+    argv: list[str], log: Path, port: int, what: str, within: float = 15
+) -> subprocess.Popen[bytes]:
+    """Start a server with its output in ``log``; return once it accepts on ``port``."""
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: listening(port), within, what)
+    return process
+
+
 def wait_for(check: Any, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -211,18 +226,12 @@ def start_sshd(
     host_pub = (root / "host_key.pub").read_text().split()
     known = root / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    with (root / "sshd.log").open("wb") as log:
-        process = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def listening() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(listening, 10, "sshd")
+    process = spawn(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")],
+        root / "sshd.log",
+        port,
+        "sshd",
+    )
     return SSHServer(root, port, client_pub.with_suffix(""), known, process)
 
 
@@ -334,25 +343,19 @@ def start_alertmanager(root: Path, webhook_url: str, token: str) -> Alertmanager
         f"          authorization: {{type: Bearer, credentials_file: {root / 'token'}}}\n"
     )
     port = free_port()
-    with (root / "am.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                "prometheus-alertmanager",
-                f"--config.file={root / 'am.yml'}",
-                f"--storage.path={root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-                f"--web.external-url=http://127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def ready() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(ready, 15, "alertmanager")
+    process = spawn(
+        [
+            "prometheus-alertmanager",
+            f"--config.file={root / 'am.yml'}",
+            f"--storage.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip port on all interfaces
+            f"--web.external-url=http://127.0.0.1:{port}",
+        ],
+        root / "am.log",
+        port,
+        "alertmanager",
+    )
     return Alertmanager(root, port, process)
 
 
