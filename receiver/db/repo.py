@@ -108,19 +108,10 @@ def ingest(
         if rows:
             _executemany(conn, statements.incident_upsert[source], rows)
             keys.extend(r["dedup_key"] for r in rows)
-    if keys:
-        found = conn.execute(
-            select(
-                incidents.c.id,
-                incidents.c.dedup_key,
-                incidents.c.created_at,
-                incidents.c.error_type,
-            ).where(incidents.c.dedup_key.in_(keys))
-        )
-        for inc_id, key, created_at, error_type in found:
-            ids[key] = inc_id
-            if created_at == now:  # inserted by this batch, not an earlier one
-                opened.append((inc_id, error_type, key in unmatched))
+    for inc_id, key, new, error_type in _read_back(conn, keys, now):
+        ids[key] = inc_id
+        if new:
+            opened.append((inc_id, error_type, key in unmatched))
 
     resolved_keys = [s.incident_key for s in batch if not s.firing]
     resolved = 0
@@ -140,6 +131,31 @@ def ingest(
         ids.update({key: inc_id for inc_id, key in closed})
         resolved = len(closed)
     return IngestOutcome(ids, opened, resolved)
+
+
+def _read_back(
+    conn: Connection, keys: list[str], now: datetime
+) -> Iterable[tuple[int, str, bool, str]]:
+    """(id, dedup key, inserted by this batch, error type) for the upserted incident keys.
+
+    On SQLite straight through the driver: an expanding IN rebuilt its SQL for every batch
+    size, and reading created_at back through the type layer cost more than comparing it with
+    the stored text of ``now``.
+    """
+    if not keys:
+        return []
+    if conn.dialect.name != "sqlite":
+        c = incidents.c
+        rows = conn.execute(
+            select(c.id, c.dedup_key, c.created_at, c.error_type).where(c.dedup_key.in_(keys))
+        )
+        return [(i, k, created == now, t) for i, k, created, t in rows]
+    process = incidents.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    stored_now = process(now) if process is not None else now
+    # Only "?" placeholders are formatted in; the keys travel as parameters.
+    sql = "SELECT id, dedup_key, created_at, error_type FROM incidents WHERE dedup_key IN (%s)"
+    rows = conn.exec_driver_sql(sql % ",".join("?" * len(keys)), tuple(keys))
+    return [(i, k, created == stored_now, t) for i, k, created, t in rows]
 
 
 @dataclass(frozen=True, slots=True)
