@@ -153,9 +153,8 @@ signals = Table(
     Column("incident_key", String(300), nullable=False),
     Column("status", String(20), nullable=False),
     Column("fingerprint", String(128), nullable=True),
-    Column("labels", JSON, nullable=False),
-    Column("annotations", JSON, nullable=False),
     Column("message", Text, nullable=False),
+    # The alert as received: labels, annotations, generatorURL, group fields, unknown extras.
     Column("payload", JSON, nullable=False),
     Column("occurrences", Integer, nullable=False, default=1),
     _now_col("received_at"),
