@@ -5,16 +5,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from receiver.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class _WriterThread:
+    """One thread with one kept-open connection for SQLite batch writes: no executor hand-off
+    or pool checkout per transaction, and the connection never changes threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoheal-sqlite")
+        self._conn: Connection | None = None  # touched only on the writer thread
+
+    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.engine.connect()
+        with self._conn.begin():
+            return fn(self._conn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, fn, args)
+
+    async def close(self) -> None:
+        def close_connection() -> None:
+            if self._conn is not None:
+                self._conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +58,9 @@ class Database:
     engine: AsyncEngine
     read_engine: AsyncEngine
     _write_lock: asyncio.Lock | None = field(default=None)
-    # SQLite only: the same file through the plain driver, for batch writes run whole in a
+    # SQLite only: the same file through the plain driver, for batch writes run whole in one
     # thread (one hop per batch instead of one per statement).
-    _sync_engine: Engine | None = field(default=None)
+    _writer: _WriterThread | None = field(default=None)
 
     @property
     def dialect(self) -> str:
@@ -52,18 +82,12 @@ class Database:
         PostgreSQL: on the async connection (``run_sync``). SQLite: the whole function in a
         worker thread, under the writer lock, so a grouped commit costs one thread hop.
         """
-        if self._sync_engine is None:
+        if self._writer is None:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(fn, *args)
         assert self._write_lock is not None
-        sync_engine = self._sync_engine
-
-        def work() -> T:
-            with sync_engine.begin() as conn:
-                return fn(conn, *args)
-
         async with self._write_lock:
-            return await asyncio.to_thread(work)
+            return await self._writer.run(fn, *args)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
@@ -73,8 +97,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        if self._writer is not None:
+            await self._writer.close()
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -132,5 +156,5 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         engine=engine,
         read_engine=engine.execution_options(autoheal_readonly=True),
         _write_lock=asyncio.Lock(),
-        _sync_engine=sync_engine,
+        _writer=_WriterThread(sync_engine),
     )
