@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,7 @@ class Classifier:
 
     alertnames: Mapping[str, ErrorType]
     rules: tuple[Rule, ...]
+    _by_text_cached: Callable[[str], ErrorType] = field(init=False, repr=False, compare=False)
 
     def classify(self, labels: Mapping[str, str], text: str) -> ErrorType:
         explicit = labels.get("error_type", "").strip().upper()
@@ -51,11 +53,20 @@ class Classifier:
         mapped = self.alertnames.get(labels.get("alertname", ""))
         if mapped is not None:
             return mapped
+        return self._by_text_cached(text)
+
+    def _by_text(self, text: str) -> ErrorType:
         folded = fold(text)
         for rule in self.rules:
             if rule.patterns.search(folded):
                 return rule.error_type
         return ErrorType.UNKNOWN
+
+    def __post_init__(self) -> None:
+        # Alertmanager resends the same alerts and a failing job repeats its message: remember
+        # recent verdicts per text (bounded; the classifier is immutable, so they stay true).
+        cached = functools.lru_cache(maxsize=4096)(self._by_text)
+        object.__setattr__(self, "_by_text_cached", cached)
 
     @classmethod
     def empty(cls) -> Classifier:
