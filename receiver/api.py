@@ -74,20 +74,16 @@ async def _parse(request: web.Request, model: type[M]) -> M:
         # would retry forever), so refuse it here.
         raise _problem(400, "invalid_json", "NUL characters (\\u0000) are not accepted")
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise _problem(
-            400, "invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    except (RecursionError, ValueError) as exc:
-        # Nesting deeper than the parser's stack, or an integer past Python's digit limit.
-        raise _problem(400, "invalid_json", f"unacceptable JSON: {exc}") from exc
-    try:
-        return model.model_validate(data)
+        # pydantic parses and validates in one pass (about half the cost of json.loads + validate).
+        return model.model_validate_json(body)
     except ValidationError as exc:
+        problems = exc.errors(include_url=False)
+        if problems[0]["type"] == "json_invalid":
+            # Not JSON at all, or nesting deeper than the parser allows.
+            raise _problem(400, "invalid_json", f"not valid JSON: {problems[0]['msg']}") from exc
         errors = [
             {"field": ".".join(map(str, e["loc"])) or "(body)", "message": e["msg"]}
-            for e in exc.errors(include_url=False)[:20]
+            for e in problems[:20]
         ]
         first = errors[0]
         raise _problem(

@@ -6,10 +6,18 @@ not rejected. Sizes are bounded here so nothing oversized reaches the store.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LabelValue = Annotated[str, StringConstraints(max_length=16_384)]
@@ -17,6 +25,31 @@ Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=128)]
 
 # Alertmanager writes the zero time for "no end" on a firing alert.
 _GO_ZERO_YEAR = 1
+
+
+def _finite(value: Any, where: str) -> None:
+    """Unknown fields are stored as JSON; PostgreSQL's JSON has no NaN or Infinity, and one
+    such number would fail the store on every retry. Refuse it here (422)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _finite(item, f"{where}.{index}")
+
+
+class _KeepsExtras(BaseModel):
+    """Keeps fields it does not name (a newer sender's additions), as long as they store."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _storable_extras(self) -> Any:
+        for key, value in (self.model_extra or {}).items():
+            _finite(value, key)
+        return self
 
 
 def _no_zero_time(value: datetime | None) -> datetime | None:
@@ -27,10 +60,8 @@ def _no_zero_time(value: datetime | None) -> datetime | None:
     return value
 
 
-class Alert(BaseModel):
+class Alert(_KeepsExtras):
     """One alert of an Alertmanager notification."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     status: Literal["firing", "resolved"]
     labels: Labels
@@ -52,10 +83,8 @@ class Alert(BaseModel):
         return value
 
 
-class AlertmanagerWebhook(BaseModel):
+class AlertmanagerWebhook(_KeepsExtras):
     """Alertmanager webhook payload, version 4."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     version: Literal["4"]
     status: Literal["firing", "resolved"]
@@ -70,15 +99,13 @@ class AlertmanagerWebhook(BaseModel):
     group_key: Annotated[str, StringConstraints(max_length=16_384)] = Field(
         default="", alias="groupKey"
     )
-    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
+    truncated_alerts: int = Field(default=0, ge=0, le=2**31, alias="truncatedAlerts")
     notification_reason: str | None = Field(default=None, alias="notification_reason")
     route_labels: Labels | None = Field(default=None, alias="routeLabels")
 
 
-class ExceptionReport(BaseModel):
+class ExceptionReport(_KeepsExtras):
     """A scheduler's report of a failed job."""
-
-    model_config = ConfigDict(extra="allow")
 
     task: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
     message: Annotated[str, StringConstraints(min_length=1, max_length=65_536)]

@@ -332,15 +332,27 @@ NASTY_BODIES = [
         422,
     ),
     (
-        "lone surrogate",
+        "lone surrogate (not Unicode text)",
         b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", '
         b'"labels": {"a": "\\ud800"}, "startsAt": "2026-11-28T00:00:00Z"}]}',
-        422,
+        400,
     ),
     (
         "year zero",
         b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", '
         b'"labels": {"a": "b"}, "startsAt": "0000-01-01T00:00:00Z"}]}',
+        422,
+    ),
+    (
+        "Infinity in an unknown field (PostgreSQL JSON cannot store it)",
+        b'{"version": "4", "status": "firing", "weird": {"x": [1e400]}, "alerts": [{"status": '
+        b'"firing", "labels": {"a": "b"}, "startsAt": "2026-11-28T00:00:00Z"}]}',
+        422,
+    ),
+    (
+        "NaN in an alert's unknown field",
+        b'{"version": "4", "status": "firing", "alerts": [{"status": "firing", "odd": NaN, '
+        b'"labels": {"a": "b"}, "startsAt": "2026-11-28T00:00:00Z"}]}',
         422,
     ),
     ("null body", b"null", 422),
