@@ -13,14 +13,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
-
 T = TypeVar("T")
 
 
@@ -53,6 +45,16 @@ def is_transient(exc: BaseException) -> bool:
 
 async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:
     """Run ``call`` again on transient failures, within ``within`` seconds overall."""
+    # Imported on first use: only actions that reach the network need it (saves resident
+    # memory in a service that may never run one).
+    from tenacity import (
+        AsyncRetrying,
+        retry_if_exception,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_random_exponential,
+    )
+
     retrying = AsyncRetrying(
         stop=stop_after_attempt(3) | stop_after_delay(max(within * 0.8, 0.1)),
         wait=wait_random_exponential(multiplier=0.2, max=2.0),

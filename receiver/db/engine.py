@@ -141,6 +141,11 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         engine_kw.setdefault("pool_pre_ping", True)
     else:
         raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    if backend == "sqlite":
+        # One process, one writer: a few connections suffice (each holds a thread and a page
+        # cache), readers included.
+        engine_kw.setdefault("pool_size", 3)
+        engine_kw.setdefault("max_overflow", 2)
     engine = create_async_engine(parsed, **engine_kw)
     if backend != "sqlite":
         return Database(engine=engine, read_engine=engine)
