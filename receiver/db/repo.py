@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -234,23 +235,30 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
         conn.execute(stmt, rows)
         return
     sql, order = _driver_form(stmt, conn.dialect, tuple(rows[0]))
-    memo: dict[tuple[str, int], Any] = {}
+    memo: dict[tuple[int, int], Any] = {}
 
-    def bind(param: _Param, row: dict[str, Any]) -> Any:
+    def getter(param: _Param) -> Callable[[dict[str, Any]], Any]:
         name, process, constant, fixed = param
         if constant:
-            return fixed
-        value = row[name]
-        if process is None or value is None:
-            return value
-        if isinstance(value, datetime):  # the batch's `now` repeats in every row
-            key = (name, id(value))
-            if key not in memo:
-                memo[key] = process(value)
-            return memo[key]
-        return process(value)
+            return lambda row: fixed
+        if process is None:
+            return operator.itemgetter(name)
 
-    params = [tuple(bind(param, row) for param in order) for row in rows]
+        def processed(row: dict[str, Any]) -> Any:
+            value = row[name]
+            if value is None:
+                return None
+            if type(value) is datetime:  # the batch's `now` repeats in every row
+                key = (id(process), id(value))
+                if key not in memo:
+                    memo[key] = process(value)
+                return memo[key]
+            return process(value)
+
+        return processed
+
+    getters = [getter(param) for param in order]
+    params = [tuple([get(row) for get in getters]) for row in rows]
     conn.exec_driver_sql(sql, params)
 
 
