@@ -22,24 +22,16 @@ class TextPatterns:
     All of them are compiled into one alternation, so a search is a single pass in C.
     """
 
-    substrings: tuple[str, ...] = ()
-    regexes: tuple[str, ...] = ()
     combined: re.Pattern[str] | None = None
 
     @classmethod
     def build(cls, substrings: Iterable[str] = (), regexes: Iterable[str] = ()) -> TextPatterns:
         """Compile; raises re.error naming the bad regex."""
-        folded = tuple(fold(s) for s in substrings)
         sources = tuple(regexes)
         for source in sources:
             re.compile(source)  # a bad one is reported on its own, not inside the alternation
-        parts = [re.escape(s) for s in folded] + [f"(?:{r})" for r in sources]
-        combined = re.compile("|".join(parts), re.IGNORECASE) if parts else None
-        return cls(folded, sources, combined)
-
-    @property
-    def empty(self) -> bool:
-        return self.combined is None
+        parts = [re.escape(fold(s)) for s in substrings] + [f"(?:{r})" for r in sources]
+        return cls(re.compile("|".join(parts), re.IGNORECASE) if parts else None)
 
     def search(self, folded_text: str) -> bool:
         """True when any pattern occurs in text already passed through fold()."""

@@ -27,11 +27,11 @@ async def run_allowed(
             ok=False, output=f"command {command!r} is not allow-listed", retryable=False
         )
     try:
-        resources.inventory.host(host)
+        endpoint = resources.inventory.host(host).ssh
         argv = template.render(values)
     except SlotError as exc:
         return ActionOutcome(ok=False, output=f"refused: {exc}", retryable=False)
-    if resources.inventory.host(host).ssh is None:
+    if endpoint is None:
         return ActionOutcome(ok=False, output=f"host {host!r} has no SSH endpoint", retryable=False)
     import asyncssh
 

@@ -446,24 +446,21 @@ async def update_incident(
 async def escalate(
     conn: AsyncConnection, incident: Mapping[str, Any], reason: EscalationReason, now: datetime
 ) -> bool:
-    values: dict[str, Any] = {
-        "status": IncidentStatus.ESCALATED.value,
-        "escalation_reason": reason.value,
-        "next_attempt_at": None,
-        "updated_at": now,
-    }
-    if incident["source"] == Source.SCHEDULER.value:
-        values["dedup_key"] = None
-    return await update_incident(conn, incident["id"], values, only_if_status=_ACTIVE)
+    values = {"status": IncidentStatus.ESCALATED.value, "escalation_reason": reason.value}
+    return await _end(conn, incident, values, now)
 
 
 async def resolve(conn: AsyncConnection, incident: Mapping[str, Any], now: datetime) -> bool:
-    values: dict[str, Any] = {
-        "status": IncidentStatus.RESOLVED.value,
-        "resolved_at": now,
-        "next_attempt_at": None,
-        "updated_at": now,
-    }
+    values = {"status": IncidentStatus.RESOLVED.value, "resolved_at": now}
+    return await _end(conn, incident, values, now)
+
+
+async def _end(
+    conn: AsyncConnection, incident: Mapping[str, Any], values: dict[str, Any], now: datetime
+) -> bool:
+    """Close an active incident. A scheduler incident gives up its dedup key, so the task's
+    next failure opens a new one; an alert's key stays (its resends still attach)."""
+    values = {**values, "next_attempt_at": None, "updated_at": now}
     if incident["source"] == Source.SCHEDULER.value:
         values["dedup_key"] = None
     return await update_incident(conn, incident["id"], values, only_if_status=_ACTIVE)
