@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from receiver.db import repo
 from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType, IncidentStatus
 from receiver.errors import PlaybookError, StoreUnavailable
+from receiver.jsoncodec import dumps, dumps_bytes
 from receiver.payloads import AlertmanagerWebhook, ExceptionReport, SuccessReport
 from receiver.signals import from_exception, from_webhook
 
@@ -28,14 +28,8 @@ routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_default))
+    return web.Response(body=dumps_bytes(data), status=status, content_type="application/json")
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {
@@ -49,7 +43,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 
 def _problem(status: int, error: str, detail: str, **extra: Any) -> web.HTTPException:
     """A JSON error body: {"error": code, "detail": text, ...}."""
-    body = json.dumps({"error": error, "detail": detail, **extra}, default=_default)
+    body = dumps({"error": error, "detail": detail, **extra})
     if status == 413:
         return web.HTTPRequestEntityTooLarge(
             max_size=0, actual_size=0, text=body, content_type="application/json"

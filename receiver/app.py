@@ -7,6 +7,7 @@ HTTP), ingest writer, heal worker. Each is a cleanup context: create, yield, dis
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -102,6 +103,14 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _freeze_heap(_app: web.Application) -> None:
+    """Move everything start-up built (modules, SQLAlchemy and pydantic schemas, the catalog)
+    out of the collector's reach: a full collection then walks only what requests allocate,
+    instead of ~90,000 long-lived objects (tens of milliseconds each time under load)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the service from settings; nothing starts until the app runs."""
     settings.check_exposure()
@@ -116,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_clients)
     app.cleanup_ctx.append(_worker)
+    app.on_startup.append(_freeze_heap)  # after the cleanup contexts have started
     app.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)
     return app

@@ -90,10 +90,16 @@ class Ingestor:
         while True:
             batch = [await self._queue.get()]
             count = len(batch[0].signals)
-            while count < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                count += len(item.signals)
+            for rounds in range(8):
+                grew = False
+                while count < self._max_batch and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    batch.append(item)
+                    count += len(item.signals)
+                    grew = True
+                if (rounds and not grew) or count >= self._max_batch:
+                    break
+                await asyncio.sleep(0)
             try:
                 await self._write(batch)
             except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from receiver.errors import ConfigError
+from receiver.jsoncodec import dumps
 
 T = TypeVar("T")
 
@@ -146,6 +147,7 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         # cache), readers included.
         engine_kw.setdefault("pool_size", 3)
         engine_kw.setdefault("max_overflow", 2)
+    engine_kw.setdefault("json_serializer", dumps)
     engine = create_async_engine(parsed, **engine_kw)
     if backend != "sqlite":
         return Database(engine=engine, read_engine=engine)
@@ -155,6 +157,7 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         connect_args={"check_same_thread": False},  # used under the writer lock only
         pool_size=1,
         max_overflow=0,
+        json_serializer=dumps,
     )
     _sqlite_setup(sync_engine)
     return Database(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,20 +98,23 @@ def ingest(
     # A plain (sync) function: SQLite runs the whole batch in one thread hop, PostgreSQL
     # through run_sync on its async connection.
     statements = _statements(conn.dialect.name)
-    _executemany(conn, statements.signal_upsert, list(sig_rows.values()))
+    _upsert_many(conn, statements.signal_upsert, list(sig_rows.values()))
 
     ids: dict[str, int] = {}
     opened: list[tuple[int, str, bool]] = []
-    keys: list[str] = []
+    stored_now = _stored(conn, incidents.c.created_at, now)
     for source in Source:
         rows = _incident_rows([s for s in batch if s.firing and s.source is source], now, unmatched)
-        if rows:
-            _executemany(conn, statements.incident_upsert[source], rows)
-            keys.extend(r["dedup_key"] for r in rows)
-    for inc_id, key, new, error_type in _read_back(conn, keys, now):
-        ids[key] = inc_id
-        if new:
-            opened.append((inc_id, error_type, key in unmatched))
+        if not rows:
+            continue
+        # RETURNING gives back inserted and updated rows alike; a row this batch inserted
+        # carries the batch's own timestamp.
+        for inc_id, key, created, error_type in _upsert_many(
+            conn, statements.incident_upsert[source], rows
+        ):
+            ids[key] = inc_id
+            if created == stored_now:
+                opened.append((inc_id, error_type, key in unmatched))
 
     resolved_keys = [s.incident_key for s in batch if not s.firing]
     resolved = 0
@@ -132,31 +136,6 @@ def ingest(
     return IngestOutcome(ids, opened, resolved)
 
 
-def _read_back(
-    conn: Connection, keys: list[str], now: datetime
-) -> Iterable[tuple[int, str, bool, str]]:
-    """(id, dedup key, inserted by this batch, error type) for the upserted incident keys.
-
-    On SQLite straight through the driver: an expanding IN rebuilt its SQL for every batch
-    size, and reading created_at back through the type layer cost more than comparing it with
-    the stored text of ``now``.
-    """
-    if not keys:
-        return []
-    if conn.dialect.name != "sqlite":
-        c = incidents.c
-        rows = conn.execute(
-            select(c.id, c.dedup_key, c.created_at, c.error_type).where(c.dedup_key.in_(keys))
-        )
-        return [(i, k, created == now, t) for i, k, created, t in rows]
-    process = incidents.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    stored_now = process(now) if process is not None else now
-    # Only "?" placeholders are formatted in; the keys travel as parameters.
-    sql = "SELECT id, dedup_key, created_at, error_type FROM incidents WHERE dedup_key IN (%s)"
-    rows = conn.exec_driver_sql(sql % ",".join("?" * len(keys)), tuple(keys))
-    return [(i, k, created == stored_now, t) for i, k, created, t in rows]
-
-
 @dataclass(frozen=True, slots=True)
 class _Statements:
     signal_upsert: Any
@@ -165,10 +144,9 @@ class _Statements:
 
 @functools.cache
 def _statements(dialect: str) -> _Statements:
-    """The ingest upserts, built once per dialect.
+    """The ingest upserts, built (and on SQLite compiled) once per dialect.
 
-    Run as executemany of one statement: building ``excluded`` or a multi-VALUES statement per
-    batch cost more than the commit itself.
+    Incident upserts return (id, dedup key, created_at, error type) of every row they touch.
     """
     insert = _dialect_insert(dialect)
     sig = insert(signals)
@@ -195,52 +173,94 @@ def _statements(dialect: str) -> _Statements:
             )
         upserts[source] = ins.on_conflict_do_update(
             index_elements=[incidents.c.dedup_key], set_=set_
+        ).returning(
+            incidents.c.id, incidents.c.dedup_key, incidents.c.created_at, incidents.c.error_type
         )
     return _Statements(signal_upsert, upserts)
 
 
-_Param = tuple[str, Callable[[Any], Any] | None, bool, Any]
+_Param = tuple[str, Callable[[Any], Any] | None]
+# SQLite's default limit on bound parameters in one statement (older builds: 32766).
+_MAX_SQLITE_PARAMS = 32_000
+
+
+@dataclass(frozen=True, slots=True)
+class _MultiRow:
+    """A one-row INSERT compiled for the SQLite driver, ready to repeat its VALUES group."""
+
+    head: str  # up to "VALUES "
+    group: str  # "(?, ?, ...)"
+    tail: str  # ON CONFLICT ... [RETURNING ...]
+    row_params: tuple[_Param, ...]  # per placeholder of the group: column key, processor
+    tail_params: tuple[Any, ...]  # literals after the group (a CASE's status), bound once
+
+
+_VALUES_GROUP = re.compile(r"VALUES (\(\?(?:, \?)*\))")
 
 
 @functools.lru_cache(maxsize=64)
-def _driver_form(
-    stmt: Any, dialect: Dialect, keys: tuple[str, ...]
-) -> tuple[str, tuple[_Param, ...]]:
-    """SQL text and, per positional parameter: name, bind processor, is-constant, constant.
+def _multi_row(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _MultiRow:
+    """Split the compiled statement around its VALUES group.
 
-    Row values go through their column's own processor (JSON, datetimes); literals inside the
-    statement (a CASE's status) are bound once here.
+    Row values go through their column's own processor (JSON, datetimes); literals in the
+    ON CONFLICT clause are bound once here.
     """
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    order: list[_Param] = []
-    for name in compiled.positiontup:
-        if name in keys:
-            column_type = stmt.table.c[name].type.dialect_impl(dialect)
-            order.append((name, column_type.bind_processor(dialect), False, None))
-        else:
-            bind = compiled.binds[name]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            value = bind.effective_value
-            order.append((name, None, True, process(value) if process else value))
-    return str(compiled), tuple(order)
+    sql = str(compiled)
+    groups = list(_VALUES_GROUP.finditer(sql))
+    names = list(compiled.positiontup)
+    width = len(keys)
+    # The layout this relies on: one VALUES group holding exactly the row's columns, first.
+    if (
+        len(groups) != 1
+        or groups[0].group(1).count("?") != width
+        or set(names[:width]) != set(keys)
+    ):
+        raise RuntimeError(f"unexpected INSERT layout: {sql}")
+    row_params = []
+    for name in names[:width]:
+        column_type = stmt.table.c[name].type.dialect_impl(dialect)
+        row_params.append((name, column_type.bind_processor(dialect)))
+    tail_params = []
+    for name in names[width:]:
+        bind = compiled.binds[name]
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        value = bind.effective_value
+        tail_params.append(process(value) if process else value)
+    match = groups[0]
+    return _MultiRow(
+        sql[: match.start(1)],
+        match.group(1),
+        sql[match.end(1) :],
+        tuple(row_params),
+        tuple(tail_params),
+    )
 
 
-def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """executemany of one statement; on SQLite straight to the driver.
+def _stored(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as the driver hands it back for ``column`` (SQLite: text, untyped)."""
+    if conn.dialect.name != "sqlite":
+        return value
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process(value) if process is not None else value
 
-    SQLAlchemy's per-row parameter handling cost more than the insert itself on the hot path;
-    here rows go through the same column bind processors (JSON, datetimes), each value once.
+
+def _upsert_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """Run an upsert for many rows; the RETURNING rows if the statement has any.
+
+    On SQLite one multi-row statement per batch, straight to the driver: executemany stepped
+    (and released the GIL) once per row, and SQLAlchemy's per-row parameter handling cost more
+    than the insert itself. Rows go through the same column bind processors (JSON,
+    datetimes), each value once. PostgreSQL: SQLAlchemy's own batched insertmanyvalues.
     """
     if conn.dialect.name != "sqlite":
-        conn.execute(stmt, rows)
-        return
-    sql, order = _driver_form(stmt, conn.dialect, tuple(rows[0]))
+        result = conn.execute(stmt, rows)
+        return list(result) if result.returns_rows else []
+    form = _multi_row(stmt, conn.dialect, tuple(rows[0]))
     memo: dict[tuple[int, int], Any] = {}
 
     def getter(param: _Param) -> Callable[[dict[str, Any]], Any]:
-        name, process, constant, fixed = param
-        if constant:
-            return lambda row: fixed
+        name, process = param
         if process is None:
             return operator.itemgetter(name)
 
@@ -257,9 +277,18 @@ def _executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> Non
 
         return processed
 
-    getters = [getter(param) for param in order]
-    params = [tuple([get(row) for get in getters]) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    getters = [getter(param) for param in form.row_params]
+    per_statement = max(1, _MAX_SQLITE_PARAMS // len(getters))
+    returned: list[Any] = []
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params = [get(row) for row in chunk for get in getters]
+        params.extend(form.tail_params)
+        sql = form.head + ", ".join([form.group] * len(chunk)) + form.tail
+        result = conn.exec_driver_sql(sql, tuple(params))
+        if result.returns_rows:
+            returned.extend(result.fetchall())
+    return returned
 
 
 def _incident_rows(
