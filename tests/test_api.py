@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from receiver.db.schema import signals
 from tests.conftest import TOKEN, load_fixture
 
 
@@ -74,6 +76,17 @@ async def test_newer_alertmanager_fields_and_unknown_extras(make_service: Any) -
     )
     payload["alerts"][0]["silencedBy"] = []
     assert (await svc.post("/api/v1/alerts", payload)).status == 200
+
+
+async def test_unknown_fields_beyond_64_bit_integers_are_stored_exactly(make_service: Any) -> None:
+    # The fast JSON encoder refuses such integers; the fallback must store them unchanged.
+    svc = await make_service()
+    payload = load_fixture("firing.json")
+    payload["alerts"][0]["hugeCounter"] = 2**70
+    assert (await svc.post("/api/v1/alerts", payload)).status == 200
+    async with svc.db.reading() as conn:
+        (stored,) = (await conn.execute(select(signals.c.payload))).scalars().all()
+    assert stored["hugeCounter"] == 2**70
 
 
 async def test_exception_report_and_signature_dedup(make_service: Any, make_exception: Any) -> None:

@@ -6,10 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from receiver.app import create_app
 from receiver.db import repo
 from receiver.db.engine import open_database
 from receiver.db.migrate import HEAD_REVISION, alembic_head, current_revision, upgrade
+from receiver.db.schema import incidents
+from receiver.domain import ErrorType, Severity, Signal, Source
 from receiver.playbooks import load_playbooks, parse_playbooks
 from tests.conftest import ROOT, Service, _pg, load_fixture, pg_url, require
 
@@ -59,6 +63,42 @@ async def test_playbook_sync_is_idempotent_and_keeps_counts(store_url: str) -> N
         assert rows["App OOM restart"]["success_count"] == 1
         assert rows["App OOM restart"]["is_active"] is True
         assert rows["Scheduler OOM restart"]["is_active"] is False
+    finally:
+        await db.dispose()
+
+
+async def test_a_batch_larger_than_one_statement_stores_every_row(
+    fresh_schema: None, store_url: str
+) -> None:
+    """SQLite writes a batch as multi-row statements of bounded size: 3,000 incidents take
+    several, and every one comes back with its id, opened once, counted again on a resend."""
+    db = open_database(store_url)
+    try:
+        await upgrade(db)
+        batch = [
+            Signal(
+                source=Source.ALERTMANAGER,
+                idempotency_key=f"am:fp{i}:t:firing",
+                incident_key=f"am:fp{i}:t",
+                firing=True,
+                task_name="Big",
+                error_type=ErrorType.OOM,
+                severity=Severity.P2,
+                message=f"alert {i}",
+                labels={"n": str(i)},
+            )
+            for i in range(3000)
+        ]
+        first = await db.run_in_transaction(repo.ingest, batch, datetime.now(UTC))
+        again = await db.run_in_transaction(repo.ingest, batch, datetime.now(UTC))
+        assert len(first.opened) == 3000 and not again.opened
+        assert first.incident_ids == again.incident_ids
+        assert len(set(first.incident_ids.values())) == 3000
+        async with db.reading() as conn:
+            occurrences = (
+                (await conn.execute(select(incidents.c.occurrences).distinct())).scalars().all()
+            )
+        assert occurrences == [2]
     finally:
         await db.dispose()
 
