@@ -133,8 +133,8 @@ class Ingestor:
         unmatched = frozenset(
             s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
         )
-        now = datetime.now(UTC)
-        outcome = await self._db.run_in_transaction(repo.ingest, signals, now, unmatched)
+        plan = repo.plan_ingest(self._db.sync_dialect, signals, datetime.now(UTC), unmatched)
+        outcome = await self._db.run_in_transaction(repo.ingest, plan)
         m = self._metrics
         m.ingest_batch.observe(len(signals))
         for (source, status), count in Counter(

@@ -89,8 +89,10 @@ async def test_a_batch_larger_than_one_statement_stores_every_row(
             )
             for i in range(3000)
         ]
-        first = await db.run_in_transaction(repo.ingest, batch, datetime.now(UTC))
-        again = await db.run_in_transaction(repo.ingest, batch, datetime.now(UTC))
+        plan = repo.plan_ingest(db.sync_dialect, batch, datetime.now(UTC))
+        first = await db.run_in_transaction(repo.ingest, plan)
+        plan = repo.plan_ingest(db.sync_dialect, batch, datetime.now(UTC))
+        again = await db.run_in_transaction(repo.ingest, plan)
         assert len(first.opened) == 3000 and not again.opened
         assert first.incident_ids == again.incident_ids
         assert len(set(first.incident_ids.values())) == 3000
@@ -101,6 +103,41 @@ async def test_a_batch_larger_than_one_statement_stores_every_row(
         assert occurrences == [2]
     finally:
         await db.dispose()
+
+
+_REFUSE_POISON = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON incidents WHEN NEW.task_name = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poison row'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.task_name = 'poison' THEN RAISE EXCEPTION 'poison row'; END IF; RETURN NEW; "
+        "END $$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON incidents FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_poison()",
+    ],
+}
+
+
+async def test_a_row_the_store_refuses_fails_only_its_own_request(
+    make_service: Any, make_alert: Any
+) -> None:
+    """Requests share a transaction; one the store refuses gets 503 (Alertmanager retries it),
+    the others in its batch are stored and answered 200."""
+    svc = await make_service()
+    async with svc.db.transaction() as conn:
+        for statement in _REFUSE_POISON[svc.db.dialect]:
+            await conn.exec_driver_sql(statement)
+    bodies = [
+        make_alert(alerts=[{"fingerprint": f"ok{i}", "labels": {"alertname": "Fine"}}])
+        for i in range(6)
+    ]
+    bodies.insert(3, make_alert(alerts=[{"fingerprint": "bad", "labels": {"alertname": "poison"}}]))
+    answers = await asyncio.gather(*(svc.post("/api/v1/alerts", body) for body in bodies))
+    assert [a.status for a in answers] == [200, 200, 200, 503, 200, 200, 200]
+    assert (await answers[3].json())["error"] == "store_unavailable"
+    assert sorted(i["task_name"] for i in await svc.incidents()) == ["Fine"] * 6
 
 
 async def test_same_alert_at_two_replicas_heals_once(

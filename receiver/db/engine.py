@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from receiver.errors import ConfigError
@@ -66,6 +66,13 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def sync_dialect(self) -> Dialect:
+        """The dialect ``run_in_transaction`` functions see (for preparing their parameters)."""
+        if self._writer is not None:
+            return self._writer.engine.dialect
+        return self.engine.sync_engine.dialect
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.schema import (
@@ -65,13 +67,39 @@ class IngestOutcome:
     resolved: int
 
 
-def ingest(
-    conn: Connection,
+@dataclass(frozen=True, slots=True)
+class _Upsert:
+    """One upsert of many rows. ``driver``: on SQLite, the ready SQL and parameters."""
+
+    stmt: Any
+    rows: list[dict[str, Any]]
+    driver: list[tuple[str, tuple[Any, ...]]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPlan:
+    """Everything a batch writes, prepared before the transaction starts.
+
+    Building rows and driver parameters (JSON encoding included) is pure Python; done on the
+    caller's thread, the SQLite writer thread only runs the statements, which release the GIL,
+    instead of holding the GIL the request handlers need for most of each batch.
+    """
+
+    now: datetime
+    stored_now: Any  # ``now`` as the driver returns created_at
+    unmatched: frozenset[str]
+    signals: _Upsert
+    incidents: list[_Upsert]
+    resolved_keys: list[str]
+
+
+def plan_ingest(
+    dialect: Dialect,
     batch: Sequence[Signal],
     now: datetime,
     unmatched: frozenset[str] = frozenset(),
-) -> IngestOutcome:
-    """Store signals and open, attach or resolve incidents: a few statements per batch.
+) -> IngestPlan:
+    """Rows for a batch of signals: one per idempotency key and one per incident key.
 
     ``unmatched``: incident keys no playbook matches. They open already escalated
     (``no_playbook``), so an alert storm nobody wrote a playbook for costs the worker nothing;
@@ -95,33 +123,48 @@ def ingest(
             "received_at": now,
             "last_received_at": now,
         }
-    # A plain (sync) function: SQLite runs the whole batch in one thread hop, PostgreSQL
-    # through run_sync on its async connection.
-    statements = _statements(conn.dialect.name)
-    _upsert_many(conn, statements.signal_upsert, list(sig_rows.values()))
-
-    ids: dict[str, int] = {}
-    opened: list[tuple[int, str, bool]] = []
-    stored_now = _stored(conn, incidents.c.created_at, now)
+    statements = _statements(dialect.name)
+    incident_upserts = []
     for source in Source:
         rows = _incident_rows([s for s in batch if s.firing and s.source is source], now, unmatched)
-        if not rows:
-            continue
+        if rows:
+            incident_upserts.append(_prepare(dialect, statements.incident_upsert[source], rows))
+    return IngestPlan(
+        now=now,
+        stored_now=_stored(dialect, incidents.c.created_at, now),
+        unmatched=unmatched,
+        signals=_prepare(dialect, statements.signal_upsert, list(sig_rows.values())),
+        incidents=incident_upserts,
+        resolved_keys=[s.incident_key for s in batch if not s.firing],
+    )
+
+
+def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
+    """Store signals and open, attach or resolve incidents: a few statements per batch.
+
+    A plain (sync) function: SQLite runs the whole batch in one thread hop, PostgreSQL
+    through run_sync on its async connection.
+    """
+    _run_upsert(conn, plan.signals)
+    ids: dict[str, int] = {}
+    opened: list[tuple[int, str, bool]] = []
+    for upsert in plan.incidents:
         # RETURNING gives back inserted and updated rows alike; a row this batch inserted
         # carries the batch's own timestamp.
-        for inc_id, key, created, error_type in _upsert_many(
-            conn, statements.incident_upsert[source], rows
-        ):
+        for inc_id, key, created, error_type in _run_upsert(conn, upsert):
             ids[key] = inc_id
-            if created == stored_now:
-                opened.append((inc_id, error_type, key in unmatched))
+            if created == plan.stored_now:
+                opened.append((inc_id, error_type, key in plan.unmatched))
 
-    resolved_keys = [s.incident_key for s in batch if not s.firing]
     resolved = 0
-    if resolved_keys:
+    if plan.resolved_keys:
+        now = plan.now
         result = conn.execute(
             update(incidents)
-            .where(incidents.c.dedup_key.in_(resolved_keys), incidents.c.status.in_(_RESOLVABLE))
+            .where(
+                incidents.c.dedup_key.in_(plan.resolved_keys),
+                incidents.c.status.in_(_RESOLVABLE),
+            )
             .values(
                 status=IncidentStatus.RESOLVED.value,
                 resolved_at=now,
@@ -180,8 +223,9 @@ def _statements(dialect: str) -> _Statements:
 
 
 _Param = tuple[str, Callable[[Any], Any] | None]
-# SQLite's default limit on bound parameters in one statement (older builds: 32766).
-_MAX_SQLITE_PARAMS = 32_000
+# Rows per SQLite statement: 64 x the widest row (21 columns) stays far below SQLite's
+# bound-parameter limit (32,766 in older builds).
+_MAX_ROWS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +237,9 @@ class _MultiRow:
     tail: str  # ON CONFLICT ... [RETURNING ...]
     row_params: tuple[_Param, ...]  # per placeholder of the group: column key, processor
     tail_params: tuple[Any, ...]  # literals after the group (a CASE's status), bound once
+
+    def sql(self, rows: int) -> str:
+        return self.head + ", ".join([self.group] * rows) + self.tail
 
 
 _VALUES_GROUP = re.compile(r"VALUES (\(\?(?:, \?)*\))")
@@ -237,26 +284,26 @@ def _multi_row(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _MultiRow:
     )
 
 
-def _stored(conn: Connection, column: Any, value: Any) -> Any:
+def _stored(dialect: Dialect, column: Any, value: Any) -> Any:
     """``value`` as the driver hands it back for ``column`` (SQLite: text, untyped)."""
-    if conn.dialect.name != "sqlite":
+    if dialect.name != "sqlite":
         return value
-    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
     return process(value) if process is not None else value
 
 
-def _upsert_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
-    """Run an upsert for many rows; the RETURNING rows if the statement has any.
+def _prepare(dialect: Dialect, stmt: Any, rows: list[dict[str, Any]]) -> _Upsert:
+    """An upsert of many rows; on SQLite also its driver SQL and parameters.
 
-    On SQLite one multi-row statement per batch, straight to the driver: executemany stepped
-    (and released the GIL) once per row, and SQLAlchemy's per-row parameter handling cost more
-    than the insert itself. Rows go through the same column bind processors (JSON,
-    datetimes), each value once. PostgreSQL: SQLAlchemy's own batched insertmanyvalues.
+    On SQLite one multi-row statement per batch (chunked under the bound-parameter limit),
+    straight to the driver: executemany stepped (and released the GIL) once per row, and
+    SQLAlchemy's per-row parameter handling cost more than the insert itself. Rows go through
+    the same column bind processors (JSON, datetimes), each value once. PostgreSQL runs the
+    statement through SQLAlchemy's batched insertmanyvalues.
     """
-    if conn.dialect.name != "sqlite":
-        result = conn.execute(stmt, rows)
-        return list(result) if result.returns_rows else []
-    form = _multi_row(stmt, conn.dialect, tuple(rows[0]))
+    if dialect.name != "sqlite":
+        return _Upsert(stmt, rows, None)
+    form = _multi_row(stmt, dialect, tuple(rows[0]))
     memo: dict[tuple[int, int], Any] = {}
 
     def getter(param: _Param) -> Callable[[dict[str, Any]], Any]:
@@ -278,16 +325,50 @@ def _upsert_many(conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> lis
         return processed
 
     getters = [getter(param) for param in form.row_params]
-    per_statement = max(1, _MAX_SQLITE_PARAMS // len(getters))
-    returned: list[Any] = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
+    driver = []
+    start = 0
+    for size in _chunk_sizes(len(rows)):
+        chunk = rows[start : start + size]
+        start += size
         params = [get(row) for row in chunk for get in getters]
         params.extend(form.tail_params)
-        sql = form.head + ", ".join([form.group] * len(chunk)) + form.tail
-        result = conn.exec_driver_sql(sql, tuple(params))
-        if result.returns_rows:
-            returned.extend(result.fetchall())
+        driver.append((form.sql(size), tuple(params)))
+    return _Upsert(stmt, rows, driver)
+
+
+def _chunk_sizes(count: int) -> list[int]:
+    """Row counts per statement: powers of two up to _MAX_ROWS (13 -> 8, 4, 1).
+
+    A handful of distinct statements per upsert, so the driver's statement cache reuses their
+    compiled programs instead of parsing, and holding, a new one for every batch size.
+    """
+    sizes = [_MAX_ROWS] * (count // _MAX_ROWS)
+    rest = count % _MAX_ROWS
+    bit = _MAX_ROWS
+    while rest:
+        bit >>= 1
+        if rest & bit:
+            sizes.append(bit)
+            rest -= bit
+    return sizes
+
+
+def _run_upsert(conn: Connection, upsert: _Upsert) -> list[Any]:
+    """Execute a prepared upsert; the RETURNING rows if the statement has any."""
+    if upsert.driver is None:
+        result = conn.execute(upsert.stmt, upsert.rows)
+        return list(result) if result.returns_rows else []
+    # The driver's own connection, inside the transaction SQLAlchemy began: a batch now runs
+    # several small statements, and SQLAlchemy's execution layer cost more than each of them.
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    returned: list[Any] = []
+    for sql, params in upsert.driver:
+        try:
+            returned.extend(raw.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            # As SQLAlchemy would raise it: callers handle store errors as SQLAlchemyError.
+            raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
     return returned
 
 
