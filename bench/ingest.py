@@ -1,11 +1,12 @@
 """Ingest benchmark: autoheal (embedded SQLite default) against a bare aiohttp handler.
 
 Both servers run as their own processes on loopback; one client process drives each with the
-same load (32 connections) for the same time. Prints alerts/s, p50/p99 latency, server CPU
-per alert, the ratio autoheal/bare for every scenario, and autoheal's peak RSS. Figures, not assertions: the machine
-is shared and noisy, so compare the ratios of one run.
+same load (32 connections) for the same time, several rounds taken in turn. Prints the median
+alerts/s, p50/p99 latency, server CPU per alert, the median ratio autoheal/bare (with the
+range of the per-round ratios) for every scenario, and autoheal's peak RSS. Figures, not
+assertions: the machine is shared and noisy, so compare the ratios of one run.
 
-    python bench/ingest.py [--seconds 5] [--connections 32]
+    python bench/ingest.py [--seconds 5] [--rounds 3] [--connections 32]
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs per server and scenario, interleaved; medians are printed",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-"))
@@ -182,30 +189,49 @@ async def main() -> int:
         await wait_ready(f"http://127.0.0.1:{bare_port}/api/v1/alerts")
         await wait_ready(f"http://127.0.0.1:{heal_port}/readyz")
         scenarios = [(1, True), (1, False), (10, True), (10, False)]
-        print(f"{args.connections} connections, {args.seconds:g}s per run, SQLite at {tmp}")
+        print(
+            f"{args.connections} connections, {args.rounds} x {args.seconds:g}s per server and "
+            f"scenario (medians; ratio range in brackets), SQLite at {tmp}"
+        )
         print(
             f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'errors':>8}{'cpu us/alert':>14}{'ratio':>8}"
         )
         for n_alerts, unique in scenarios:
             name = f"{n_alerts} alert{'s' if n_alerts > 1 else ''}/req, {'unique' if unique else 'resend'}"
-            results = {}
-            for server, port, pid in (
-                ("bare", bare_port, bare.pid),
-                ("autoheal", heal_port, heal.pid),
-            ):
-                url = f"http://127.0.0.1:{port}/api/v1/alerts"
-                await drive(url, n_alerts, unique, min(1.0, args.seconds), args.connections)  # warm
-                cpu_before = cpu_seconds(pid)
-                results[server] = await drive(url, n_alerts, unique, args.seconds, args.connections)
-                alerts = results[server]["requests"] * n_alerts
-                results[server]["cpu_us"] = (cpu_seconds(pid) - cpu_before) / alerts * 1e6
-            ratio = results["autoheal"]["alerts_per_s"] / results["bare"]["alerts_per_s"]
-            for server, r in results.items():
+            runs: dict[str, list[dict[str, float]]] = {"bare": [], "autoheal": []}
+            servers = {"bare": (bare_port, bare.pid), "autoheal": (heal_port, heal.pid)}
+            for round_no in range(args.rounds):
+                # Alternate who goes first, so a drift in the machine's speed hits both alike.
+                order = ["bare", "autoheal"] if round_no % 2 == 0 else ["autoheal", "bare"]
+                for server in order:
+                    port, pid = servers[server]
+                    url = f"http://127.0.0.1:{port}/api/v1/alerts"
+                    await drive(url, n_alerts, unique, min(1.0, args.seconds), args.connections)
+                    cpu_before = cpu_seconds(pid)
+                    result = await drive(url, n_alerts, unique, args.seconds, args.connections)
+                    alerts = result["requests"] * n_alerts
+                    result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / alerts * 1e6
+                    runs[server].append(result)
+            ratios = [
+                h["alerts_per_s"] / b["alerts_per_s"]
+                for h, b in zip(runs["autoheal"], runs["bare"], strict=True)
+            ]
+            for server in ("bare", "autoheal"):
+                r = {
+                    key: statistics.median(run[key] for run in runs[server])
+                    for key in runs[server][0]
+                }
+                spread = (
+                    f"  ({min(ratios):.2f}-{max(ratios):.2f})"
+                    if server == "autoheal" and len(ratios) > 1
+                    else ""
+                )
                 print(
                     f"{name:<24}{server:<10}{r['alerts_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
                     f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}{r['cpu_us']:>14.0f}"
-                    f"{(f'{ratio:.2f}' if server == 'autoheal' else ''):>8}"
+                    f"{(f'{statistics.median(ratios):.2f}' if server == 'autoheal' else ''):>8}"
+                    f"{spread}"
                 )
         print(f"autoheal peak RSS: {peak_rss_mb(heal.pid):.1f} MB")
     finally:

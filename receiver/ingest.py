@@ -141,10 +141,12 @@ class Ingestor:
             (s.source.value, "firing" if s.firing else "resolved") for s in signals
         ).items():
             m.signals.labels(source, status).inc(count)
-        for _id, error_type, no_playbook in outcome.opened:
-            m.incidents_opened.labels(error_type).inc()
-            if no_playbook:
-                m.escalations.labels(EscalationReason.NO_PLAYBOOK.value).inc()
+        # One update per label set and batch (a storm of new alerts opens hundreds at once).
+        for error_type, count in Counter(error_type for _, error_type, _ in outcome.opened).items():
+            m.incidents_opened.labels(error_type).inc(count)
+        unmatched_count = sum(1 for _, _, no_playbook in outcome.opened if no_playbook)
+        if unmatched_count:
+            m.escalations.labels(EscalationReason.NO_PLAYBOOK.value).inc(unmatched_count)
         if outcome.resolved:
             m.incidents_resolved.labels("alert_resolved").inc(outcome.resolved)
         # Resends change nothing the worker acts on; new incidents and scheduler reports

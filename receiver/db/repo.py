@@ -304,34 +304,32 @@ def _prepare(dialect: Dialect, stmt: Any, rows: list[dict[str, Any]]) -> _Upsert
     if dialect.name != "sqlite":
         return _Upsert(stmt, rows, None)
     form = _multi_row(stmt, dialect, tuple(rows[0]))
-    memo: dict[tuple[int, int], Any] = {}
-
-    def getter(param: _Param) -> Callable[[dict[str, Any]], Any]:
-        name, process = param
-        if process is None:
-            return operator.itemgetter(name)
-
-        def processed(row: dict[str, Any]) -> Any:
-            value = row[name]
+    width = len(form.row_params)
+    pick = operator.itemgetter(*(name for name, _ in form.row_params))
+    converted = [(i, process) for i, (_, process) in enumerate(form.row_params) if process]
+    seen: dict[tuple[int, int], Any] = {}  # (position, id of a datetime) -> stored form
+    values: list[Any] = []
+    for row in rows:
+        row_values = list(pick(row))
+        for i, process in converted:
+            value = row_values[i]
             if value is None:
-                return None
+                continue
             if type(value) is datetime:  # the batch's `now` repeats in every row
-                key = (id(process), id(value))
-                if key not in memo:
-                    memo[key] = process(value)
-                return memo[key]
-            return process(value)
-
-        return processed
-
-    getters = [getter(param) for param in form.row_params]
+                key = (i, id(value))
+                stored = seen.get(key)
+                if stored is None:
+                    stored = seen[key] = process(value)
+                row_values[i] = stored
+            else:
+                row_values[i] = process(value)
+        values.extend(row_values)
     driver = []
     start = 0
     for size in _chunk_sizes(len(rows)):
-        chunk = rows[start : start + size]
-        start += size
-        params = [get(row) for row in chunk for get in getters]
+        params = values[start * width : (start + size) * width]
         params.extend(form.tail_params)
+        start += size
         driver.append((form.sql(size), tuple(params)))
     return _Upsert(stmt, rows, driver)
 
