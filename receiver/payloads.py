@@ -47,7 +47,7 @@ class _KeepsExtras(BaseModel):
 
     @model_validator(mode="after")
     def _storable_extras(self) -> Any:
-        for key, value in (self.model_extra or {}).items():
+        for key, value in (self.__pydantic_extra__ or {}).items():
             _finite(value, key)
         return self
 
@@ -73,14 +73,15 @@ class Alert(_KeepsExtras):
     )
     fingerprint: Annotated[str, StringConstraints(max_length=128)] | None = None
 
-    _normalise_times = field_validator("starts_at", "ends_at")(_no_zero_time)
+    _normalise_end = field_validator("ends_at")(_no_zero_time)
 
     @field_validator("starts_at")
     @classmethod
-    def _require_start(cls, value: datetime | None) -> datetime:
-        if value is None:
+    def _require_start(cls, value: datetime) -> datetime:
+        start = _no_zero_time(value)
+        if start is None:
             raise ValueError("startsAt must be a real time")
-        return value
+        return start
 
 
 class AlertmanagerWebhook(_KeepsExtras):
