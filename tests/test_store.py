@@ -208,3 +208,16 @@ async def test_store_outage_is_503_then_recovers(
         await _pg([f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'])
     assert (await svc.post("/api/v1/alerts", load_fixture("prom_firing.json"))).status == 200
     assert len(await svc.incidents()) == 2
+
+
+def test_batches_split_into_few_statement_shapes() -> None:
+    """Every batch size maps onto power-of-two chunks of at most 64 rows: at most seven
+    statement shapes per upsert stay compiled in the driver's cache, whatever the load."""
+    shapes: set[int] = set()
+    for count in range(1, 1100):
+        sizes = repo._chunk_sizes(count)
+        assert sum(sizes) == count
+        assert sizes == sorted(sizes, reverse=True)
+        assert len([s for s in sizes if s < 64]) == bin(count % 64).count("1")
+        shapes.update(sizes)
+    assert shapes == {1, 2, 4, 8, 16, 32, 64}

@@ -142,8 +142,8 @@ def plan_ingest(
 def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
     """Store signals and open, attach or resolve incidents: a few statements per batch.
 
-    A plain (sync) function: SQLite runs the whole batch in one thread hop, PostgreSQL
-    through run_sync on its async connection.
+    A plain (sync) function: SQLite runs it on the writer thread, PostgreSQL through
+    run_sync on its async connection.
     """
     _run_upsert(conn, plan.signals)
     ids: dict[str, int] = {}
@@ -295,8 +295,8 @@ def _stored(dialect: Dialect, column: Any, value: Any) -> Any:
 def _prepare(dialect: Dialect, stmt: Any, rows: list[dict[str, Any]]) -> _Upsert:
     """An upsert of many rows; on SQLite also its driver SQL and parameters.
 
-    On SQLite one multi-row statement per batch (chunked under the bound-parameter limit),
-    straight to the driver: executemany stepped (and released the GIL) once per row, and
+    On SQLite a few multi-row statements per batch (see _chunk_sizes), straight to the
+    driver: executemany stepped (and released the GIL) once per row, and
     SQLAlchemy's per-row parameter handling cost more than the insert itself. Rows go through
     the same column bind processors (JSON, datetimes), each value once. PostgreSQL runs the
     statement through SQLAlchemy's batched insertmanyvalues.
