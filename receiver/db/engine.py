@@ -120,10 +120,6 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.execute("PRAGMA foreign_keys=ON")
-        # Statement journals (an upsert of many rows keeps one, to undo just that statement)
-        # in memory: as files each was created, written and unlinked, several syscalls and an
-        # ext4 journal commit per batch. Nothing in them outlives the statement.
-        cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     @event.listens_for(engine, "begin")
