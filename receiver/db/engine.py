@@ -109,7 +109,7 @@ class Database:
             await self._writer.close()
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, *, cache_kib: int | None = None) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control from the driver so "begin" below decides the BEGIN kind.
@@ -120,6 +120,8 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.execute("PRAGMA foreign_keys=ON")
+        if cache_kib is not None:
+            cur.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -166,7 +168,10 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         max_overflow=0,
         json_serializer=dumps,
     )
-    _sqlite_setup(sync_engine)
+    # 1 MB instead of SQLite's 2 MB default: it still holds the interior pages of the indexes
+    # ingest inserts into (the leaves it touches are random, a bigger cache rarely has them),
+    # and under load it kept peak RSS ~1 MB lower at no measurable cost in alerts/s.
+    _sqlite_setup(sync_engine, cache_kib=1024)
     return Database(
         engine=engine,
         read_engine=engine.execution_options(autoheal_readonly=True),
