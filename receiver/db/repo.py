@@ -264,32 +264,34 @@ def _multi_row(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _MultiRow:
         or set(names[:width]) != set(keys)
     ):
         raise RuntimeError(f"unexpected INSERT layout: {sql}")
-    row_params = []
-    for name in names[:width]:
-        column_type = stmt.table.c[name].type.dialect_impl(dialect)
-        row_params.append((name, column_type.bind_processor(dialect)))
-    tail_params = []
-    for name in names[width:]:
-        bind = compiled.binds[name]
-        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        value = bind.effective_value
-        tail_params.append(process(value) if process else value)
+    row_params = tuple(
+        (name, _processor(stmt.table.c[name].type, dialect)) for name in names[:width]
+    )
+    tail_params = tuple(
+        _bound(compiled.binds[name].type, dialect, compiled.binds[name].effective_value)
+        for name in names[width:]
+    )
     match = groups[0]
     return _MultiRow(
-        sql[: match.start(1)],
-        match.group(1),
-        sql[match.end(1) :],
-        tuple(row_params),
-        tuple(tail_params),
+        sql[: match.start(1)], match.group(1), sql[match.end(1) :], row_params, tail_params
     )
 
 
-def _stored(dialect: Dialect, column: Any, value: Any) -> Any:
-    """``value`` as the driver hands it back for ``column`` (SQLite: text, untyped)."""
-    if dialect.name != "sqlite":
-        return value
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+def _processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The type's bind processor for this dialect (JSON encoding, datetime formatting)."""
+    processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def _bound(type_: Any, dialect: Dialect, value: Any) -> Any:
+    """``value`` as the driver receives it (and SQLite hands it back: text, untyped)."""
+    process = _processor(type_, dialect)
     return process(value) if process is not None else value
+
+
+def _stored(dialect: Dialect, column: Any, value: Any) -> Any:
+    """``value`` as the driver hands it back for ``column``: bound form on SQLite."""
+    return _bound(column.type, dialect, value) if dialect.name == "sqlite" else value
 
 
 def _prepare(dialect: Dialect, stmt: Any, rows: list[dict[str, Any]]) -> _Upsert:
