@@ -27,6 +27,11 @@ from receiver.playbooks import candidates
 
 log = logging.getLogger(__name__)
 
+# Batches up to this many signals run their statements on the event loop (about 0.1 ms of
+# CPU per signal; the commit still runs off the loop); larger ones, all on the writer thread,
+# so a burst never stalls the loop for long.
+_SHORT_BATCH = 64
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -137,7 +142,9 @@ class Ingestor:
             s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
         )
         plan = repo.plan_ingest(self._db.sync_dialect, signals, datetime.now(UTC), unmatched)
-        outcome = await self._db.run_in_transaction(repo.ingest, plan)
+        outcome = await self._db.run_in_transaction(
+            repo.ingest, plan, short=len(signals) <= _SHORT_BATCH
+        )
         m = self._metrics
         m.ingest_batch.observe(len(signals))
         for (source, status), count in Counter(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -67,6 +69,23 @@ async def test_playbook_sync_is_idempotent_and_keeps_counts(store_url: str) -> N
         await db.dispose()
 
 
+def _signals(count: int, task: str, prefix: str = "fp") -> list[Signal]:
+    return [
+        Signal(
+            source=Source.ALERTMANAGER,
+            idempotency_key=f"am:{prefix}{i}:t:firing",
+            incident_key=f"am:{prefix}{i}:t",
+            firing=True,
+            task_name=task,
+            error_type=ErrorType.OOM,
+            severity=Severity.P2,
+            message=f"alert {i}",
+            labels={"n": str(i)},
+        )
+        for i in range(count)
+    ]
+
+
 async def test_a_batch_larger_than_one_statement_stores_every_row(
     fresh_schema: None, store_url: str
 ) -> None:
@@ -75,20 +94,7 @@ async def test_a_batch_larger_than_one_statement_stores_every_row(
     db = open_database(store_url)
     try:
         await upgrade(db)
-        batch = [
-            Signal(
-                source=Source.ALERTMANAGER,
-                idempotency_key=f"am:fp{i}:t:firing",
-                incident_key=f"am:fp{i}:t",
-                firing=True,
-                task_name="Big",
-                error_type=ErrorType.OOM,
-                severity=Severity.P2,
-                message=f"alert {i}",
-                labels={"n": str(i)},
-            )
-            for i in range(3000)
-        ]
+        batch = _signals(3000, "Big")
         plan = repo.plan_ingest(db.sync_dialect, batch, datetime.now(UTC))
         first = await db.run_in_transaction(repo.ingest, plan)
         plan = repo.plan_ingest(db.sync_dialect, batch, datetime.now(UTC))
@@ -102,6 +108,43 @@ async def test_a_batch_larger_than_one_statement_stores_every_row(
             )
         assert occurrences == [2]
     finally:
+        await db.dispose()
+
+
+async def test_a_short_batch_waits_for_another_process_off_the_loop(tmp_path: Path) -> None:
+    """A short SQLite batch runs its statements on the event loop. When another process holds
+    the write lock, the batch must wait for it on the writer thread: the loop keeps serving
+    (health checks, other requests) and the batch commits once the lock is free."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/autoheal.db"
+    db = open_database(url)
+    other = sqlite3.connect(tmp_path / "autoheal.db", isolation_level=None)
+    try:
+        await upgrade(db)
+        # Open the writer's connection first, as a running service has.
+        plan = repo.plan_ingest(db.sync_dialect, _signals(1, "Locked", "warm"), datetime.now(UTC))
+        await db.run_in_transaction(repo.ingest, plan, short=True)
+
+        other.execute("BEGIN IMMEDIATE")
+        plan = repo.plan_ingest(db.sync_dialect, _signals(5, "Locked"), datetime.now(UTC))
+        write = asyncio.ensure_future(db.run_in_transaction(repo.ingest, plan, short=True))
+        loop = asyncio.get_running_loop()
+        longest_gap, last = 0.0, loop.time()
+        for _ in range(20):  # 1 s of ticks: the loop must keep running them
+            await asyncio.sleep(0.05)
+            now = loop.time()
+            longest_gap, last = max(longest_gap, now - last), now
+        assert not write.done()
+        assert longest_gap < 0.5
+        other.execute("COMMIT")
+        outcome = await asyncio.wait_for(write, 15)
+        assert len(outcome.opened) == 5
+        async with db.reading() as conn:
+            stored = (
+                await conn.execute(select(incidents.c.id).where(incidents.c.task_name == "Locked"))
+            ).all()
+        assert len(stored) == 6
+    finally:
+        other.close()
         await db.dispose()
 
 
