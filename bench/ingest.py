@@ -2,8 +2,9 @@
 
 Both servers run as their own processes on loopback; one client process drives each with the
 same load (32 connections) for the same time, several rounds taken in turn. Prints the median
-alerts/s, p50/p99 latency, server CPU per alert, the median ratio autoheal/bare (with the
-range of the per-round ratios) for every scenario, and autoheal's peak RSS. Figures, not
+alerts/s, p50/p99 latency, server CPU per alert, how busy the server's event-loop thread was
+(near 1.0 it is the limit), the median ratio autoheal/bare (with the range of the per-round
+ratios) for every scenario, and autoheal's peak RSS. Figures, not
 assertions: the machine is shared and noisy, so compare the ratios of one run.
 
     python bench/ingest.py [--seconds 5] [--rounds 3] [--connections 32]
@@ -147,9 +148,10 @@ async def drive(
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU the process (or one of its threads) has used so far."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -195,7 +197,7 @@ async def main() -> int:
         )
         print(
             f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'errors':>8}{'cpu us/alert':>14}{'ratio':>8}"
+            f"{'errors':>8}{'cpu us/alert':>14}{'loop busy':>11}{'ratio':>8}"
         )
         for n_alerts, unique in scenarios:
             name = f"{n_alerts} alert{'s' if n_alerts > 1 else ''}/req, {'unique' if unique else 'resend'}"
@@ -208,10 +210,15 @@ async def main() -> int:
                     port, pid = servers[server]
                     url = f"http://127.0.0.1:{port}/api/v1/alerts"
                     await drive(url, n_alerts, unique, min(1.0, args.seconds), args.connections)
-                    cpu_before = cpu_seconds(pid)
+                    cpu_before, loop_before = cpu_seconds(pid), cpu_seconds(pid, pid)
+                    started = time.monotonic()
                     result = await drive(url, n_alerts, unique, args.seconds, args.connections)
                     alerts = result["requests"] * n_alerts
                     result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / alerts * 1e6
+                    # The event loop's thread: near 1.0, it is what limits the server.
+                    result["loop_busy"] = (cpu_seconds(pid, pid) - loop_before) / (
+                        time.monotonic() - started
+                    )
                     runs[server].append(result)
             ratios = [
                 h["alerts_per_s"] / b["alerts_per_s"]
@@ -230,6 +237,7 @@ async def main() -> int:
                 print(
                     f"{name:<24}{server:<10}{r['alerts_per_s']:>10.0f}{r['p50_ms']:>9.2f}"
                     f"{r['p99_ms']:>9.2f}{r['errors']:>8.0f}{r['cpu_us']:>14.0f}"
+                    f"{r['loop_busy']:>11.2f}"
                     f"{(f'{statistics.median(ratios):.2f}' if server == 'autoheal' else ''):>8}"
                     f"{spread}"
                 )

@@ -62,11 +62,11 @@ class _WriterThread:
         """``fn`` on the calling (event loop) thread, only the commit on the writer thread.
 
         For a short unit of work. Handing it to a thread costs more than the work: the
-        thread must be woken and scheduled, and it takes the GIL back from the busy loop
-        after every statement, since the driver releases the GIL around each step. Measured
-        on a 2-core machine under the ingest benchmark, a 13-alert batch spent ~1.1 ms in its
-        statements and ~4 ms more waiting for the thread and the GIL. The commit, whose fsync
-        can take long on a slow disk, still runs off the loop.
+        thread must be woken, scheduled and given the GIL by the busy loop, and takes the GIL
+        back after every statement (the driver releases it around each step). Measured on a
+        2-core machine under the ingest benchmark, a 13-alert batch's statements took ~1.4 ms
+        on the thread, and getting there and back ~2.4 ms more. The commit, whose fsync can
+        take long on a slow disk, still runs off the loop.
         """
         conn = self._connection()
         try:
