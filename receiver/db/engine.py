@@ -25,9 +25,10 @@ _BUSY_MS = 10_000
 
 
 class _WriterThread:
-    """One thread with one kept-open connection for SQLite batch writes: no executor hand-off
-    or pool checkout per transaction. The connection is used by one thread at a time: the
-    caller holds the database's writer lock for the whole transaction."""
+    """One kept-open connection for SQLite batch writes, and the one thread that commits on
+    it (and runs whole transactions too long for the event loop): no pool checkout per
+    transaction. The connection is used by one thread at a time: the caller holds the
+    database's writer lock for the whole transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

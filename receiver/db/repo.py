@@ -80,9 +80,9 @@ class _Upsert:
 class IngestPlan:
     """Everything a batch writes, prepared before the transaction starts.
 
-    Building rows and driver parameters (JSON encoding included) is pure Python; done on the
-    caller's thread, the SQLite writer thread only runs the statements, which release the GIL,
-    instead of holding the GIL the request handlers need for most of each batch.
+    Building rows and driver parameters (JSON encoding included) is pure Python, done on the
+    event loop before the writer lock is taken, so the transaction holds the lock only for
+    the statements themselves.
     """
 
     now: datetime
@@ -142,8 +142,8 @@ def plan_ingest(
 def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
     """Store signals and open, attach or resolve incidents: a few statements per batch.
 
-    A plain (sync) function: SQLite runs it on the writer thread, PostgreSQL through
-    run_sync on its async connection.
+    A plain (sync) function: ``Database.run_in_transaction`` decides where it runs (on
+    SQLite the event loop or the writer thread, on PostgreSQL ``run_sync``).
     """
     _run_upsert(conn, plan.signals)
     ids: dict[str, int] = {}
