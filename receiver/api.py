@@ -122,10 +122,10 @@ async def post_success(request: web.Request) -> web.Response:
     report = await _parse(request, SuccessReport)
     db = request.app[appkeys.DATABASE]
     async with db.transaction() as conn:
-        ids = await repo.resolve_task(conn, report.task, datetime.now(UTC))
-    if ids:
-        request.app[appkeys.METRICS].incidents_resolved.labels("task_success").inc(len(ids))
-    return _json({"status": "stored", "resolved": ids})
+        closed = await repo.resolve_task(conn, report.task, datetime.now(UTC))
+    names = request.app[appkeys.CATALOG].current.names
+    request.app[appkeys.METRICS].resolved(closed, "task_success", names)
+    return _json({"status": "stored", "resolved": [r.id for r in closed]})
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -144,6 +144,11 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 def _incident_json(row: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(row)
     data.pop("lease_until", None)
+    # Opened -> verified resolved, for an incident a repair healed.
+    healed_at = row.get("resolved_at") if row.get("healed") else None
+    data["time_to_heal_seconds"] = (
+        round((healed_at - row["created_at"]).total_seconds(), 3) if healed_at else None
+    )
     return data
 
 

@@ -10,9 +10,11 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from receiver import appkeys
 from receiver.api import error_middleware, routes
@@ -22,7 +24,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import open_database
 from receiver.db.migrate import ensure_schema
-from receiver.domain import ACTIVE_STATUSES
+from receiver.domain import ACTIVE_STATUSES, IncidentStatus
 from receiver.ingest import Ingestor
 from receiver.metrics import build_metrics
 from receiver.resources import DockerClients, Resources, SSHPool
@@ -93,14 +95,32 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    metrics = request.app[appkeys.METRICS]
-    with contextlib.suppress(Exception):
+    """Set the store-derived gauges, then render. A store that cannot be read leaves them as
+    they were: the scrape still answers, and the readiness probe tells what is wrong."""
+    gauges = request.app[appkeys.METRICS].store
+    now = datetime.now(UTC)
+    try:
         async with request.app[appkeys.DATABASE].reading() as conn:
-            counts = await repo.active_counts(conn)
-        for status in ACTIVE_STATUSES:
-            metrics.active_incidents.labels(status.value).set(counts.get(status.value, 0))
+            summary = await repo.status_summary(conn)
+            due, earliest = await repo.backlog(conn, now)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
+    else:
+        for status in _GAUGED:
+            count, oldest = summary.get(status.value, (0, None))
+            gauges.incidents.labels(status.value).set(count)
+            gauges.oldest.labels(status.value).set(_age(now, oldest))
+        gauges.backlog.set(due)
+        gauges.backlog_oldest.set(_age(now, earliest))
     body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+_GAUGED = (*ACTIVE_STATUSES, IncidentStatus.ESCALATED)
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return max((now - since).total_seconds(), 0.0) if since is not None else 0.0
 
 
 async def _freeze_heap(_app: web.Application) -> None:

@@ -19,6 +19,7 @@ class Catalog:
     playbooks: tuple[Playbook, ...]
     classifier: Classifier
     ids: Mapping[str, int]  # playbook name -> row id
+    names: Mapping[int, str]  # row id -> playbook name (metrics label incidents by playbook)
 
 
 def load_files(
@@ -35,7 +36,7 @@ async def load_catalog(
     playbooks, classifier = load_files(directory, scope)
     async with db.transaction() as conn:
         ids = await repo.sync_playbooks(conn, playbooks, datetime.now(UTC))
-    return Catalog(tuple(playbooks), classifier, ids)
+    return Catalog(tuple(playbooks), classifier, ids, {i: n for n, i in ids.items()})
 
 
 class CatalogHolder:

@@ -95,11 +95,24 @@ class HealResult(enum.StrEnum):
 
 class EscalationReason(enum.StrEnum):
     NO_PLAYBOOK = "no_playbook"
-    MAX_RETRIES = "max_retries"
+    MAX_RETRIES = "max_retries"  # the action kept failing
+    NOT_HEALED = "not_healed"  # the action ran, but the fault was back or still there, each time
     ALERT_ONLY = "alert_only"
     DRY_RUN = "dry_run"
     REFUSED = "refused"
     NOT_RETRYABLE = "not_retryable"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """An incident a resolve just closed: what time-to-heal and verify outcomes are made of."""
+
+    id: int
+    key: str | None
+    error_type: str
+    playbook_id: int | None
+    healed: bool
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

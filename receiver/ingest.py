@@ -137,7 +137,8 @@ class Ingestor:
                 item.done.set_result([ids.get(s.incident_key) for s in item.signals])
 
     async def _commit(self, signals: list[Signal]) -> dict[str, int]:
-        playbooks = self._catalog.current.playbooks
+        catalog = self._catalog.current
+        playbooks = catalog.playbooks
         unmatched = frozenset(
             s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
         )
@@ -157,8 +158,7 @@ class Ingestor:
         escalated = sum(1 for _, _, no_playbook in outcome.opened if no_playbook)
         if escalated:
             m.escalations.labels(EscalationReason.NO_PLAYBOOK.value).inc(escalated)
-        if outcome.resolved:
-            m.incidents_resolved.labels("alert_resolved").inc(outcome.resolved)
+        m.resolved(outcome.resolved, "alert_resolved", catalog.names)
         # Resends change nothing the worker acts on; new incidents and scheduler reports
         # (a failure during verification) do.
         if self._on_commit is not None and (

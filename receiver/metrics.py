@@ -1,12 +1,36 @@
-"""Prometheus metrics, built against a registry the caller owns (tests use a fresh one)."""
+"""Prometheus metrics, built against a registry the caller owns (tests use a fresh one).
+
+Counters and histograms count what this process did; the ``store`` gauges are read from the
+database at scrape time, so they are true right after a restart and agree whichever replica
+is scraped. Label values are bounded: types, reasons, results and playbook names, never
+fingerprints, targets or messages.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from receiver.domain import Resolved
+
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Opened -> verified resolved: seconds for a restart that held at once, up to hours for a
+# wait-and-retry playbook.
+_HEAL_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600)
+NO_PLAYBOOK = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreGauges:
+    """Gauges set from the store before each scrape (see ``app.metrics_view``)."""
+
+    incidents: Gauge
+    oldest: Gauge
+    backlog: Gauge
+    backlog_oldest: Gauge
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,43 +40,57 @@ class Metrics:
     incidents_resolved: Counter
     heal_attempts: Counter
     action_duration: Histogram
+    time_to_heal: Histogram
+    verify_outcomes: Counter
     escalations: Counter
     guard_refusals: Counter
     ingest_batch: Histogram
-    active_incidents: Gauge
+    store: StoreGauges
     playbooks_loaded: Gauge
+
+    def resolved(self, closed: Iterable[Resolved], how: str, names: Mapping[int, str]) -> None:
+        """Count incidents a resolve closed; those it healed also give their time to heal
+        and a held verification."""
+        closed = list(closed)
+        if not closed:
+            return
+        self.incidents_resolved.labels(how).inc(len(closed))
+        now = datetime.now(UTC)
+        for r in closed:
+            if not r.healed:
+                continue
+            self.verify_outcomes.labels("held").inc()
+            playbook = names.get(r.playbook_id, NO_PLAYBOOK) if r.playbook_id else NO_PLAYBOOK
+            seconds = max((now - r.created_at).total_seconds(), 0.0)
+            self.time_to_heal.labels(r.error_type, playbook).observe(seconds)
 
 
 def build_metrics(registry: CollectorRegistry) -> Metrics:
     ns = "autoheal"
+
+    def counter(name: str, doc: str, labels: list[str]) -> Counter:
+        return Counter(name, doc, labels, namespace=ns, registry=registry)
+
+    def gauge(name: str, doc: str, labels: list[str] | None = None) -> Gauge:
+        return Gauge(name, doc, labels or [], namespace=ns, registry=registry)
+
     return Metrics(
-        signals=Counter(
-            "signals_received",
-            "Signals received, by source and alert status",
-            ["source", "status"],
-            namespace=ns,
-            registry=registry,
+        signals=counter(
+            "signals_received", "Signals received, by source and alert status", ["source", "status"]
         ),
-        incidents_opened=Counter(
-            "incidents_opened",
-            "Incidents opened, by error type",
-            ["error_type"],
-            namespace=ns,
-            registry=registry,
+        incidents_opened=counter(
+            "incidents_opened", "Incidents opened, by error type", ["error_type"]
         ),
-        incidents_resolved=Counter(
+        incidents_resolved=counter(
             "incidents_resolved",
             "Incidents resolved, by how (alert_resolved, quiet, task_success)",
             ["how"],
-            namespace=ns,
-            registry=registry,
         ),
-        heal_attempts=Counter(
+        heal_attempts=counter(
             "heal_attempts",
-            "Heal attempts, by playbook, action and result",
+            "Heal attempts, by playbook, action and result "
+            "(success, failed, skipped, refused, dry_run)",
             ["playbook", "action", "result"],
-            namespace=ns,
-            registry=registry,
         ),
         action_duration=Histogram(
             "action_duration_seconds",
@@ -62,20 +100,21 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             registry=registry,
             buckets=_DURATION_BUCKETS,
         ),
-        escalations=Counter(
-            "escalations",
-            "Incidents escalated, by reason",
-            ["reason"],
+        time_to_heal=Histogram(
+            "time_to_heal_seconds",
+            "Incident opened to verified resolved, for incidents a repair healed",
+            ["error_type", "playbook"],
             namespace=ns,
             registry=registry,
+            buckets=_HEAL_BUCKETS,
         ),
-        guard_refusals=Counter(
-            "guard_refusals",
-            "Actions a guard held back, by guard",
-            ["guard"],
-            namespace=ns,
-            registry=registry,
+        verify_outcomes=counter(
+            "verify_outcomes",
+            "Verifications after a successful action: held (resolved) or not_held (still failing)",
+            ["outcome"],
         ),
+        escalations=counter("escalations", "Incidents escalated, by reason", ["reason"]),
+        guard_refusals=counter("guard_refusals", "Actions a guard held back, by guard", ["guard"]),
         ingest_batch=Histogram(
             "ingest_batch_signals",
             "Signals committed per grouped transaction",
@@ -83,17 +122,23 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             registry=registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
         ),
-        active_incidents=Gauge(
-            "incidents_active",
-            "Incidents not yet resolved or escalated, by status",
-            ["status"],
-            namespace=ns,
-            registry=registry,
+        store=StoreGauges(
+            incidents=gauge(
+                "incidents",
+                "Incidents in the store by status (resolved ones are counted by "
+                "autoheal_incidents_resolved_total)",
+                ["status"],
+            ),
+            oldest=gauge(
+                "incident_oldest_seconds",
+                "Age since its last change of the oldest incident in each status",
+                ["status"],
+            ),
+            backlog=gauge("worker_backlog", "Incidents due now that no worker holds"),
+            backlog_oldest=gauge(
+                "worker_backlog_oldest_seconds",
+                "How long the longest-waiting due incident has waited",
+            ),
         ),
-        playbooks_loaded=Gauge(
-            "playbooks_loaded",
-            "Playbooks loaded from YAML",
-            namespace=ns,
-            registry=registry,
-        ),
+        playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),
     )

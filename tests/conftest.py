@@ -168,6 +168,26 @@ def playbook_yaml(
     return "\n".join(lines) + "\n"
 
 
+def lifecycle_playbook(action: str, params: str, **fields: Any) -> str:
+    """A playbook named "fix it": retries bounded, no cooldown unless a test wants one."""
+    return playbook_yaml(
+        action, params, name="fix it", **{"max_retries": 3, "cooldown_minutes": 0, **fields}
+    )
+
+
+@pytest.fixture
+def scripted() -> Iterator[list[tuple[int, str]]]:
+    """The ``scripted`` action (tests/scripted_action.py) registered; yields its runs."""
+    from receiver.actions import ACTIONS
+    from tests import scripted_action
+
+    ACTIONS[scripted_action.Scripted.kind] = scripted_action.Scripted()  # type: ignore[index]
+    scripted_action.RUNS.clear()
+    scripted_action.SPANS.clear()
+    yield scripted_action.RUNS
+    del ACTIONS[scripted_action.Scripted.kind]  # type: ignore[attr-defined]
+
+
 def oom_alert(make_alert: Callable[..., dict[str, Any]], fp: str = "fp", **labels: str) -> Any:
     """A one-alert webhook that classifies as OOM (alertname mapping)."""
     return make_alert(

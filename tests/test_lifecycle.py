@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from receiver.actions import ACTIONS
 from tests import scripted_action
-from tests.conftest import load_fixture, playbook_yaml
+from tests.conftest import lifecycle_playbook as playbook
+from tests.conftest import load_fixture
 from tests.conftest import oom_alert as _oom_alert
-from tests.scripted_action import Scripted
-
-
-def playbook(action: str, params: str, **fields: Any) -> str:
-    """Retries bounded, no cooldown unless a test wants one."""
-    return playbook_yaml(
-        action, params, name="fix it", **{"max_retries": 3, "cooldown_minutes": 0, **fields}
-    )
 
 
 def oom_alert(make_alert: Any, fp: str = "fp1", **labels: str) -> Any:
     return _oom_alert(make_alert, fp, **{"container": "box", **labels})
 
 
-@pytest.fixture(autouse=True)
-def scripted() -> Iterator[list[tuple[int, str]]]:
-    ACTIONS[Scripted.kind] = Scripted()  # type: ignore[index]
-    scripted_action.RUNS.clear()
-    scripted_action.SPANS.clear()
-    yield scripted_action.RUNS
-    del ACTIONS[Scripted.kind]  # type: ignore[attr-defined]
+pytestmark = pytest.mark.usefixtures("scripted")
 
 
 async def test_no_playbook_escalates(make_service: Any) -> None:
@@ -94,10 +79,13 @@ async def test_alert_still_firing_after_verify_retries_then_escalates(
     await svc.settle()
     incident = await svc.only_incident()
     assert incident["status"] == "escalated"
-    assert incident["escalation_reason"] == "max_retries"
+    # Every action succeeded and none held: not healed, as opposed to actions that failed.
+    assert incident["escalation_reason"] == "not_healed"
     assert [h["result"] for h in incident["heal_logs"]] == ["success", "success"]
     assert [h["attempt"] for h in incident["heal_logs"]] == [1, 2]
     assert len(scripted) == 2
+    assert svc.sample("autoheal_verify_outcomes_total", {"outcome": "not_held"}) == 2
+    assert svc.sample("autoheal_escalations_total", {"reason": "not_healed"}) == 1
 
 
 async def test_failures_count_to_max_retries(
@@ -267,7 +255,7 @@ async def test_wait_retry_recurring_counts_against_max_retries(
         await svc.settle()
     incident = await svc.only_incident()
     assert incident["status"] == "escalated"
-    assert incident["escalation_reason"] == "max_retries"
+    assert incident["escalation_reason"] == "not_healed"
     assert [h["result"] for h in incident["heal_logs"]] == ["success", "success"]
 
 

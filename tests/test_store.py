@@ -14,6 +14,7 @@ from receiver.app import create_app
 from receiver.db import repo
 from receiver.db.engine import open_database
 from receiver.db.migrate import HEAD_REVISION, alembic_head, current_revision, upgrade
+from receiver.db.repo.multirow import chunk_sizes
 from receiver.db.schema import incidents
 from receiver.domain import ErrorType, Severity, Signal, Source
 from receiver.playbooks import load_playbooks, parse_playbooks
@@ -258,7 +259,7 @@ def test_batches_split_into_few_statement_shapes() -> None:
     statement shapes per upsert stay compiled in the driver's cache, whatever the load."""
     shapes: set[int] = set()
     for count in range(1, 1100):
-        sizes = repo._chunk_sizes(count)
+        sizes = chunk_sizes(count)
         assert sum(sizes) == count
         assert sizes == sorted(sizes, reverse=True)
         assert len([s for s in sizes if s < 64]) == bin(count % 64).count("1")

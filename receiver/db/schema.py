@@ -116,6 +116,9 @@ incidents = Table(
     _now_col("last_seen_at"),
     Column("last_action_at", UTCDateTime(), nullable=True),
     Column("resolved_at", UTCDateTime(), nullable=True),
+    # Set when it resolves: true if it was healing or verifying then (a repair held), false
+    # if it cleared before any repair ran or after escalation.
+    Column("healed", Boolean, nullable=True),
     _now_col("created_at"),
     _now_col("updated_at"),
     Index("ix_incidents_status_created_at", "status", "created_at"),

@@ -1,0 +1,62 @@
+"""Repository functions, one module per table: the connection comes first, the caller owns
+the transaction.
+
+``repo.claim(conn, ...)`` reads the same wherever a function lives; the modules say where:
+
+- ``ingest``: the batch writer's plan and statements (``multirow``: its SQLite fast path);
+- ``incidents``: claims and leases, state changes, queries;
+- ``heal_logs``: one row per attempt;
+- ``playbooks``: YAML synced in by name, counts;
+- ``guards``: cooldown and per-target lock rows.
+"""
+
+from receiver.db.repo.guards import lock_target, take_cooldown, unlock_target
+from receiver.db.repo.heal_logs import (
+    add_heal_log,
+    fail_interrupted,
+    finish_heal_log,
+    incident_heal_logs,
+)
+from receiver.db.repo.incidents import (
+    backlog,
+    claim,
+    escalate,
+    get_incident,
+    list_incidents,
+    next_due,
+    release,
+    resolve,
+    resolve_task,
+    status_summary,
+    update_incident,
+)
+from receiver.db.repo.ingest import IngestOutcome, IngestPlan, ingest, plan_ingest
+from receiver.db.repo.playbooks import count_playbook, list_playbooks, sync_playbooks
+
+__all__ = [
+    "IngestOutcome",
+    "IngestPlan",
+    "add_heal_log",
+    "backlog",
+    "claim",
+    "count_playbook",
+    "escalate",
+    "fail_interrupted",
+    "finish_heal_log",
+    "get_incident",
+    "incident_heal_logs",
+    "ingest",
+    "list_incidents",
+    "list_playbooks",
+    "lock_target",
+    "next_due",
+    "plan_ingest",
+    "release",
+    "resolve",
+    "resolve_task",
+    "status_summary",
+    "sync_playbooks",
+    "take_cooldown",
+    "unlock_target",
+    "update_incident",
+]

@@ -1,0 +1,26 @@
+"""What every lifecycle step is handed: settings, store, metrics and this replica's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.config import Settings
+from receiver.db.engine import Database
+from receiver.metrics import Metrics
+from receiver.resources import Resources
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    settings: Settings
+    db: Database
+    metrics: Metrics
+    owner: str  # names this replica in leases and heal logs
+    resources: Resources | None
+    scope: Any  # the parameter scope actions validate templated values against

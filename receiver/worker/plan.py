@@ -1,0 +1,68 @@
+"""Plan (pure, no I/O): which playbook answers an incident, with its parameters filled."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from receiver.actions import ACTIONS
+from receiver.catalog import Catalog
+from receiver.domain import ErrorType, EscalationReason, Severity, Signal, Source
+from receiver.errors import SlotError
+from receiver.playbooks import Playbook, candidates
+from receiver.templating import render
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the worker means to do for an incident: playbook, filled parameters (or why they
+    were refused), what runs and on what target."""
+
+    playbook: Playbook
+    playbook_id: int
+    params: Any  # the action's validated parameters, or the SlotError that refused them
+    action_detail: str
+    target: str
+
+
+def incident_signal(row: Mapping[str, Any]) -> Signal:
+    """Rebuild the signal a stored incident came from: matching reads labels and text only."""
+    return Signal(
+        source=Source(row["source"]),
+        idempotency_key="",
+        incident_key=row["dedup_key"] or "",
+        firing=True,
+        task_name=row["task_name"],
+        error_type=ErrorType(row["error_type"]),
+        severity=Severity(row["severity"]),
+        message=row["error_message"],
+        labels=row["labels"] or {},
+        annotations=row["annotations"] or {},
+        traceback=row["error_traceback"],
+        fingerprint=row["fingerprint"],
+    )
+
+
+def make_plan(catalog: Catalog, row: Mapping[str, Any], scope: Any) -> EscalationReason | Plan:
+    """Pick the playbook and fill its parameters; NO_PLAYBOOK when none matches."""
+    found = candidates(catalog.playbooks, incident_signal(row))
+    if not found:
+        return EscalationReason.NO_PLAYBOOK
+    playbook = found[0]
+    playbook_id = catalog.ids[playbook.name]
+    action = ACTIONS[playbook.action_type]
+    try:
+        raw = render(playbook.action_params, row["labels"] or {}, row["annotations"] or {})
+        params = action.params_model.model_validate(raw, context=scope)
+    except SlotError as exc:
+        return Plan(playbook, playbook_id, exc, f"{playbook.action_type} refused: {exc}", "")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        slot = ".".join(map(str, err["loc"])) or "params"
+        refused = SlotError(slot, str(err.get("input", ""))[:200], err["msg"])
+        detail = f"{playbook.action_type} refused: {refused}"
+        return Plan(playbook, playbook_id, refused, detail, "")
+    return Plan(playbook, playbook_id, params, action.describe(params), action.target(params))
