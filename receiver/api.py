@@ -212,7 +212,7 @@ async def reload(request: web.Request) -> web.Response:
     except PlaybookError as exc:
         raise _problem(422, "invalid_playbooks", str(exc)) from exc
     request.app[appkeys.CATALOG].current = catalog
-    request.app[appkeys.METRICS].playbooks_loaded.set(len(catalog.playbooks))
+    request.app[appkeys.METRICS].loaded(catalog.playbooks)
     return _json({"status": "reloaded", "playbooks": len(catalog.playbooks)})
 
 

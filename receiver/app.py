@@ -41,7 +41,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         catalog = await load_catalog(db, settings.playbooks, settings.param_scope())
         app[appkeys.DATABASE] = db
         app[appkeys.CATALOG] = CatalogHolder(catalog)
-        app[appkeys.METRICS].playbooks_loaded.set(len(catalog.playbooks))
+        app[appkeys.METRICS].loaded(catalog.playbooks)
         log.info("store ready (%s); %d playbooks", db.dialect, len(catalog.playbooks))
         yield
     finally:

@@ -8,19 +8,22 @@ fingerprints, targets or messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from receiver.domain import Resolved
+from receiver.domain import ErrorType, EscalationReason, HealResult, Resolved, Source
+from receiver.playbooks import Playbook
 
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Opened -> verified resolved: seconds for a restart that held at once, up to hours for a
 # wait-and-retry playbook.
 _HEAL_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600)
 NO_PLAYBOOK = "none"
+GUARDS = ("slot", "max_retries", "target_busy", "cooldown")
+RESOLVED_HOW = ("alert_resolved", "quiet", "task_success")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,15 @@ class Metrics:
     store: StoreGauges
     playbooks_loaded: Gauge
 
+    def loaded(self, playbooks: Sequence[Playbook]) -> None:
+        """A catalog was loaded: count it, and start each playbook's success and failure
+        counters at zero, so its first attempt shows as an increase (increase() needs a
+        sample before the change)."""
+        self.playbooks_loaded.set(len(playbooks))
+        for pb in playbooks:
+            for result in (HealResult.SUCCESS, HealResult.FAILED):
+                self.heal_attempts.labels(pb.name, pb.action_type, result.value)
+
     def resolved(self, closed: Iterable[Resolved], how: str, names: Mapping[int, str]) -> None:
         """Count incidents a resolve closed; those it healed also give their time to heal
         and a held verification."""
@@ -74,7 +86,7 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
     def gauge(name: str, doc: str, labels: list[str] | None = None) -> Gauge:
         return Gauge(name, doc, labels or [], namespace=ns, registry=registry)
 
-    return Metrics(
+    metrics = Metrics(
         signals=counter(
             "signals_received", "Signals received, by source and alert status", ["source", "status"]
         ),
@@ -142,3 +154,19 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),
     )
+    # Every bounded label value starts at zero: rules and panels see the first occurrence
+    # as an increase, and a dashboard shows the series before anything happened.
+    for source in Source:
+        metrics.signals.labels(source.value, "firing")
+    metrics.signals.labels(Source.ALERTMANAGER.value, "resolved")
+    for error_type in ErrorType:
+        metrics.incidents_opened.labels(error_type.value)
+    for reason in EscalationReason:
+        metrics.escalations.labels(reason.value)
+    for guard in GUARDS:
+        metrics.guard_refusals.labels(guard)
+    for how in RESOLVED_HOW:
+        metrics.incidents_resolved.labels(how)
+    for outcome in ("held", "not_held"):
+        metrics.verify_outcomes.labels(outcome)
+    return metrics

@@ -1,4 +1,5 @@
-"""Real programs the tests drive: podman's Docker-compatible API and OpenSSH's sshd.
+"""Real programs the tests drive: podman's Docker-compatible API, OpenSSH's sshd,
+Prometheus and Alertmanager.
 
 Recipes from shared/TESTBED.md. Everything binds to 127.0.0.1 or a unix socket under a
 temporary directory, and every process started here is stopped by its fixture.
@@ -18,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 IMAGE = "localhost/testbox:latest"
-APPLETS = ("sh", "sleep", "touch", "test", "cat", "echo", "rm", "ls", "true", "false")
+APPLETS = (
+    *("sh", "sleep", "touch", "test", "cat", "echo", "rm", "ls", "true", "false", "mkdir"),
+    "httpd",  # a scrape target inside a container (host network), for the chain tests
+)
 
 
 def free_port() -> int:
@@ -323,11 +327,9 @@ class Alertmanager:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_alertmanager(root: Path, webhook_url: str, token: str) -> Alertmanager:
-    """prometheus-alertmanager on loopback, no gossip, routing everything to one webhook."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "token").write_text(token)
-    (root / "am.yml").write_text(
+def alertmanager_config(webhook_url: str, token_file: Path) -> str:
+    """A config routing everything to one webhook, with the fast test timings."""
+    return (
         "route:\n"
         "  receiver: autoheal\n"
         "  group_by: [alertname, container]\n"
@@ -340,8 +342,20 @@ def start_alertmanager(root: Path, webhook_url: str, token: str) -> Alertmanager
         f"      - url: {webhook_url}\n"
         "        send_resolved: true\n"
         "        http_config:\n"
-        f"          authorization: {{type: Bearer, credentials_file: {root / 'token'}}}\n"
+        f"          authorization: {{type: Bearer, credentials_file: {token_file}}}\n"
     )
+
+
+def start_alertmanager(
+    root: Path, webhook_url: str, token: str, config: str | None = None
+) -> Alertmanager:
+    """prometheus-alertmanager on loopback, no gossip. ``config`` may name ``{token_file}``;
+    without one, everything routes to ``webhook_url``."""
+    root.mkdir(parents=True, exist_ok=True)
+    token_file = root / "token"
+    token_file.write_text(token)
+    text = alertmanager_config(webhook_url, token_file) if config is None else config
+    (root / "am.yml").write_text(text.replace("{token_file}", str(token_file)))
     port = free_port()
     process = spawn(
         [
@@ -357,6 +371,54 @@ def start_alertmanager(root: Path, webhook_url: str, token: str) -> Alertmanager
         "alertmanager",
     )
     return Alertmanager(root, port, process)
+
+
+@dataclass
+class Prometheus:
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_prometheus(root: Path, config: dict[str, Any], rules: dict[str, str]) -> Prometheus:
+    """Prometheus on loopback with ``config`` (a dict, dumped as YAML) and rule files by name
+    (written beside it and listed in rule_files). Ready when /-/ready answers."""
+    import urllib.request
+
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in rules.items():
+        (root / name).write_text(text)
+    config = {**config, "rule_files": [str(root / name) for name in rules]}
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = spawn(
+        [
+            "prometheus",
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        root / "prometheus.log",
+        port,
+        "prometheus",
+    )
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_for(ready, 20, "prometheus ready")
+    return Prometheus(root, port, process)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
