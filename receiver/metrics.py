@@ -52,13 +52,15 @@ class Metrics:
     playbooks_loaded: Gauge
 
     def loaded(self, playbooks: Sequence[Playbook]) -> None:
-        """A catalog was loaded: count it, and start each playbook's success and failure
-        counters at zero, so its first attempt shows as an increase (increase() needs a
-        sample before the change)."""
+        """A catalog was loaded: count it, and start each playbook's series (attempts, action
+        duration, time to heal) at zero, so its first attempt shows as an increase (rate()
+        and increase() need a sample before the change)."""
         self.playbooks_loaded.set(len(playbooks))
         for pb in playbooks:
+            self.time_to_heal.labels(pb.error_type.value, pb.name)
             for result in (HealResult.SUCCESS, HealResult.FAILED):
                 self.heal_attempts.labels(pb.name, pb.action_type, result.value)
+                self.action_duration.labels(pb.action_type, result.value)
 
     def resolved(self, closed: Iterable[Resolved], how: str, names: Mapping[int, str]) -> None:
         """Count incidents a resolve closed; those it healed also give their time to heal

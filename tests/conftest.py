@@ -305,6 +305,14 @@ def make_exception() -> Callable[..., dict[str, Any]]:
     return make
 
 
+@pytest.fixture
+def programs() -> None:
+    """Prometheus and Alertmanager (with promtool and amtool) installed."""
+    for program in ("prometheus", "prometheus-alertmanager"):
+        if shutil.which(program) is None:
+            require(f"{program} (apt-get install prometheus prometheus-alertmanager)")
+
+
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """podman's Docker-compatible API with real containers (busybox-static image)."""

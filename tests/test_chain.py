@@ -7,7 +7,6 @@ resolved, and the incident ends resolved with its time to heal.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,9 @@ from typing import Any
 import pytest
 
 from tests.chain import TARGET, Chain, start_chain
-from tests.conftest import TOKEN, Service, _pg, require
+from tests.conftest import TOKEN, Service, _pg
 
 DB_PLAYBOOK = "DB connection refused"
-
-
-@pytest.fixture
-def programs() -> None:
-    for program in ("prometheus", "prometheus-alertmanager"):
-        if shutil.which(program) is None:
-            require(f"{program} (apt-get install prometheus prometheus-alertmanager)")
 
 
 async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
