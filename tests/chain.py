@@ -47,7 +47,10 @@ groups:
     interval: {SCRAPE_SECONDS}s
     rules:
       - alert: PostgresDown
-        expr: app_up{{job="{TARGET}"}} == 0
+        # Down while it reports unhealthy or cannot be scraped: a restart takes the target
+        # away for a moment, and without the second half its series would go stale and
+        # the alert resolve before anything healed.
+        expr: app_up{{job="{TARGET}"}} == 0 or up{{job="{TARGET}"}} == 0
         labels:
           severity: warning
           error_type: DB_UNREACHABLE

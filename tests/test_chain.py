@@ -36,9 +36,13 @@ async def chain_for(svc: Service, tmp_path: Path, podman: Any, **kw: Any) -> Cha
 
 
 async def status_of(svc: Service, status: str) -> dict[str, Any] | None:
+    """The newest incident once it has ``status`` and no attempt is still running (a resolve
+    may arrive while the action that caused it is being recorded)."""
     items = await svc.incidents()
     if items and items[0]["status"] == status:
-        return await svc.incident(items[0]["id"])
+        incident = await svc.incident(items[0]["id"])
+        if all(h["result"] != "pending" for h in incident["heal_logs"]):
+            return incident
     return None
 
 
@@ -49,6 +53,7 @@ async def metrics_text(svc: Service) -> str:
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("programs")
+@pytest.mark.timeout(150)
 async def test_metric_turns_bad_restart_heals_alert_resolves(
     podman: Any, tmp_path: Path, make_service: Any
 ) -> None:
@@ -57,7 +62,7 @@ async def test_metric_turns_bad_restart_heals_alert_resolves(
     try:
         before = podman.started_at(TARGET)
         await asyncio.to_thread(chain.break_target)
-        incident = await until(lambda: status_of(svc, "resolved"), 60, "incident resolved")
+        incident = await until(lambda: status_of(svc, "resolved"), 90, "incident resolved")
         # The restart really repaired the target, and Prometheus saw it.
         assert podman.started_at(TARGET) != before
         assert await asyncio.to_thread(chain.target_value) == "1"
@@ -79,6 +84,7 @@ async def test_metric_turns_bad_restart_heals_alert_resolves(
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("programs")
+@pytest.mark.timeout(150)
 async def test_restart_does_not_help_escalates_and_autoheals_rule_fires(
     podman: Any, tmp_path: Path, make_service: Any
 ) -> None:
@@ -88,7 +94,7 @@ async def test_restart_does_not_help_escalates_and_autoheals_rule_fires(
     svc = await make_service(worker=True, docker_url=podman.url, default_verify_seconds=3)
     chain = await chain_for(svc, tmp_path, podman, broken=True)
     try:
-        incident = await until(lambda: status_of(svc, "escalated"), 60, "incident escalated")
+        incident = await until(lambda: status_of(svc, "escalated"), 90, "incident escalated")
         assert incident["escalation_reason"] == "not_healed"
         assert [h["result"] for h in incident["heal_logs"]] == ["success"] * 3
         assert incident["healed"] is None
@@ -108,6 +114,7 @@ async def test_restart_does_not_help_escalates_and_autoheals_rule_fires(
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 @pytest.mark.usefixtures("programs")
+@pytest.mark.timeout(150)
 async def test_store_outage_alertmanager_retries_nothing_lost_one_heal(
     podman: Any, tmp_path: Path, make_service: Any, pg_database: str
 ) -> None:
@@ -135,7 +142,7 @@ async def test_store_outage_alertmanager_retries_nothing_lost_one_heal(
             assert resp.status == 503
         finally:
             await _pg([f'ALTER DATABASE "{pg_database}" ALLOW_CONNECTIONS true'])
-        incident = await until(lambda: status_of(svc, "resolved"), 60, "incident resolved")
+        incident = await until(lambda: status_of(svc, "resolved"), 90, "incident resolved")
         assert len(await svc.incidents()) == 1
         (heal,) = incident["heal_logs"]
         assert heal["result"] == "success"

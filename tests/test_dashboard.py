@@ -100,6 +100,7 @@ def test_provisioning_files() -> None:
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("programs")
+@pytest.mark.timeout(150)
 async def test_every_panel_returns_data_after_a_scenario(
     podman: Any, tmp_path: Path, make_service: Any, make_alert: Any, make_exception: Any
 ) -> None:

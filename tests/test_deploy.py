@@ -3,6 +3,7 @@ and the rules' unit tests (deploy/rules/tests) pass under promtool."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -103,3 +104,66 @@ def test_remediation_rules_route_to_seed_playbooks() -> None:
         "ContainerOOMKilled": "Scheduler OOM restart",
         "DNSResolutionFailing": "Docker DNS resolution failure",
     }
+
+
+def _setting_names() -> set[str]:
+    from receiver.config import ENV_PREFIX, Settings
+
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+
+
+def test_compose_file_parses_and_mounts_what_the_repo_has(tmp_path: Path) -> None:
+    """docker-compose validates the file against its schema (no engine needed); every
+    bind-mounted path is one the repository ships (or the secret a user creates)."""
+    compose = tool("docker-compose")
+    run(compose, "-f", str(DEPLOY / "compose.yaml"), "config", "-q", cwd=DEPLOY)
+    spec = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert {"autoheal", "prometheus", "alertmanager", "grafana"} <= set(spec["services"])
+    for name, service in spec["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith((".", "/")) and "secrets/" not in source:
+                if source.startswith("/var/run/docker.sock"):
+                    continue
+                assert (DEPLOY / source).exists(), (name, source)
+        for variable in service.get("environment", {}):
+            if variable.startswith("AUTOHEAL_"):
+                assert variable in _setting_names(), variable
+    assert spec["services"]["autoheal"]["build"]["dockerfile"] == "deploy/Dockerfile"
+
+
+def test_dockerfile_copies_what_exists_and_sets_real_settings() -> None:
+    """The image cannot be built here (no engine); what can be checked is that its COPY
+    sources exist, its AUTOHEAL_ variables are settings, and it runs `autoheal serve`."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.replace("\\\n", " ").splitlines()]
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    assert copies
+    for sources in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), source
+    variables = set(re.findall(r"\b(AUTOHEAL_[A-Z_]+)=", text))
+    assert variables and variables <= _setting_names(), variables - _setting_names()
+    assert 'ENTRYPOINT ["autoheal"]' in text and 'CMD ["serve"]' in text
+    assert "USER autoheal" in text  # not root
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """systemd-analyze verify, with ExecStart pointed at a program that exists here (the
+    unit's own path, /opt/autoheal, is where its install notes put the venv)."""
+    analyze = tool("systemd-analyze")
+    unit = (DEPLOY / "systemd" / "autoheal.service").read_text()
+    variables = set(re.findall(r"^Environment=(AUTOHEAL_[A-Z_]+)=", unit, re.MULTILINE))
+    assert variables and variables <= _setting_names()
+    assert "ExecStart=/opt/autoheal/bin/autoheal serve" in unit
+    local = tmp_path / "autoheal.service"
+    local.write_text(unit.replace("/opt/autoheal/bin/autoheal", "/bin/true"))
+    result = subprocess.run(
+        [analyze, "verify", str(local)], capture_output=True, text=True, timeout=60, check=False
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "autoheal.service" in line and "docker.service" not in line
+    ]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
