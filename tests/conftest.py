@@ -42,6 +42,18 @@ def require(reason: str) -> None:
     pytest.skip(reason)  # only off CI (the line above fails under CI=true)
 
 
+async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy (returned), for at most ``within`` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what}: not within {within}s")
+        await asyncio.sleep(0.1)
+
+
 def load_fixture(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
     return data

@@ -317,7 +317,9 @@ def make_certs(root: Path) -> dict[str, Path]:
 
 
 @dataclass
-class Alertmanager:
+class Server:
+    """A server process on 127.0.0.1 with its state under ``root``."""
+
     root: Path
     port: int
     process: subprocess.Popen[bytes]
@@ -325,6 +327,9 @@ class Alertmanager:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+Alertmanager = Prometheus = Server
 
 
 def alertmanager_config(webhook_url: str, token_file: Path) -> str:
@@ -371,17 +376,6 @@ def start_alertmanager(
         "alertmanager",
     )
     return Alertmanager(root, port, process)
-
-
-@dataclass
-class Prometheus:
-    root: Path
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 def start_prometheus(root: Path, config: dict[str, Any], rules: dict[str, str]) -> Prometheus:

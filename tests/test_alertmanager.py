@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import TOKEN, require
+from tests.conftest import TOKEN, require, until
 
 
 async def push(am_url: str, alert: dict[str, Any]) -> None:
@@ -19,17 +18,6 @@ async def push(am_url: str, alert: dict[str, Any]) -> None:
         session.post(f"{am_url}/api/v2/alerts", json=[alert]) as resp,
     ):
         assert resp.status == 200, await resp.text()
-
-
-async def wait_until(check: Any, within: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.1)
 
 
 async def test_alertmanager_to_container_restart_and_resolution(
@@ -72,7 +60,7 @@ async def test_alertmanager_to_container_restart_and_resolution(
                 return items[0]
             return None
 
-        incident = await wait_until(restarted)
+        incident = await until(restarted, 20, "restarted")
         assert podman.started_at("app") != before
         assert incident["task_name"] == "ContainerOOMKilled"
         assert incident["error_type"] == "OOM"
@@ -84,7 +72,7 @@ async def test_alertmanager_to_container_restart_and_resolution(
         async def resolved() -> Any:
             return (await svc.incident(incident["id"]))["status"] == "resolved"
 
-        await wait_until(resolved)
+        await until(resolved, 20, "resolved")
         detail = await svc.incident(incident["id"])
         assert len(detail["heal_logs"]) == 1  # one heal, however often Alertmanager sent it
     finally:

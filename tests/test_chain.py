@@ -7,27 +7,15 @@ resolved, and the incident ends resolved with its time to heal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.chain import TARGET, Chain, start_chain
-from tests.conftest import TOKEN, Service, _pg
+from tests.conftest import TOKEN, Service, _pg, until
 
 DB_PLAYBOOK = "DB connection refused"
-
-
-async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{what}: not within {within}s")
-        await asyncio.sleep(0.1)
 
 
 async def chain_for(svc: Service, tmp_path: Path, podman: Any, **kw: Any) -> Chain:
@@ -138,6 +126,10 @@ async def test_store_outage_alertmanager_retries_nothing_lost_one_heal(
                 return failed > failed_before
 
             await until(refused, 30, "Alertmanager sees a failed delivery")
+            # What autoheal answered, as Alertmanager logged it: 503, the status it retries.
+            log = (chain.alertmanager.root / "am.log").read_text()
+            assert "unexpected status code 503" in log, log[-2000:]
+            assert "status code 500" not in log
             resp = await svc.client.get("/readyz")
             assert resp.status == 503
         finally:

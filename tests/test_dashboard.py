@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tests.chain import start_chain
-from tests.conftest import ROOT, TOKEN, Service
-from tests.test_chain import status_of, until
+from tests.conftest import ROOT, TOKEN, Service, until
+from tests.test_chain import status_of
 
 DASHBOARD = ROOT / "grafana" / "dashboards" / "autoheal.json"
 REQUIRED = {
