@@ -20,6 +20,7 @@ from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType, IncidentStatus
 from receiver.errors import PlaybookError, StoreUnavailable
 from receiver.jsoncodec import dumps, dumps_bytes
+from receiver.notify import Event, notify_scope
 from receiver.payloads import AlertmanagerWebhook, ExceptionReport, SuccessReport
 from receiver.signals import from_exception, from_webhook
 
@@ -122,7 +123,11 @@ async def post_success(request: web.Request) -> web.Response:
     report = await _parse(request, SuccessReport)
     db = request.app[appkeys.DATABASE]
     async with db.transaction() as conn:
-        closed = await repo.resolve_task(conn, report.task, datetime.now(UTC))
+        now = datetime.now(UTC)
+        closed = await repo.resolve_task(conn, report.task, now)
+        healed = [r.id for r in closed if r.healed]
+        scope = notify_scope(request.app[appkeys.SETTINGS])
+        await conn.run_sync(repo.outbox.notify, scope, Event.RESOLVED, healed, now)
     names = request.app[appkeys.CATALOG].current.names
     request.app[appkeys.METRICS].resolved(closed, "task_success", names)
     return _json({"status": "stored", "resolved": [r.id for r in closed]})

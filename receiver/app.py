@@ -27,6 +27,8 @@ from receiver.db.migrate import ensure_schema
 from receiver.domain import ACTIVE_STATUSES, IncidentStatus
 from receiver.ingest import Ingestor
 from receiver.metrics import build_metrics
+from receiver.notify import build_notifiers, notify_scope
+from receiver.notify.sender import OutboxSender
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.worker import HealWorker
 
@@ -85,12 +87,25 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.CATALOG],
         max_batch=app[appkeys.SETTINGS].ingest_max_batch,
         on_commit=worker.wake,
+        notify=notify_scope(app[appkeys.SETTINGS]),
     )
     app[appkeys.INGESTOR] = ingestor
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(ingestor.running())
-        if app[appkeys.SETTINGS].worker:
+        settings = app[appkeys.SETTINGS]
+        if settings.worker:
             await stack.enter_async_context(worker.running())
+            if settings.channels:
+                sender = OutboxSender(
+                    app[appkeys.DATABASE],
+                    build_notifiers(settings),
+                    app[appkeys.METRICS],
+                    worker.owner,
+                    batch_seconds=settings.notify_batch_seconds,
+                    summary_after=settings.notify_summary_after,
+                )
+                app[appkeys.SENDER] = sender
+                await stack.enter_async_context(sender.running())
         yield
 
 
@@ -103,6 +118,7 @@ async def metrics_view(request: web.Request) -> web.Response:
         async with request.app[appkeys.DATABASE].reading() as conn:
             summary = await repo.status_summary(conn)
             due, earliest = await repo.backlog(conn, now)
+            unsent = await repo.outbox.pending(conn)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
     else:
@@ -112,6 +128,7 @@ async def metrics_view(request: web.Request) -> web.Response:
             gauges.oldest.labels(status.value).set(_age(now, oldest))
         gauges.backlog.set(due)
         gauges.backlog_oldest.set(_age(now, earliest))
+        gauges.notifications_pending.set(unsent)
     body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -10,6 +10,7 @@ from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.ingest import Ingestor
 from receiver.metrics import Metrics
+from receiver.notify.sender import OutboxSender
 from receiver.resources import Resources
 from receiver.worker import HealWorker
 
@@ -21,3 +22,4 @@ CATALOG = web.AppKey("catalog", CatalogHolder)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 WORKER = web.AppKey("worker", HealWorker)
 RESOURCES = web.AppKey("resources", Resources)
+SENDER = web.AppKey("sender", OutboxSender)

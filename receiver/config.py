@@ -62,6 +62,20 @@ class Settings(BaseModel):
     ingest_max_batch: int = Field(default=512, ge=1)
     replica_id: str | None = None
     log_level: str = "INFO"
+    # How people reach autoheal's API: links to incidents in messages (default: listen).
+    external_url: str | None = None
+    # Notification channels; each is on when its settings are given (see README, Notify).
+    telegram_token: SecretStr | None = None
+    telegram_token_file: Path | None = None
+    telegram_chat_id: str | None = None
+    telegram_base_url: str = "https://api.telegram.org"
+    notify_webhook_url: str | None = None
+    notify_webhook_token: SecretStr | None = None
+    notify_webhook_token_file: Path | None = None
+    notify_healing: bool = False  # also tell when a repair starts
+    notify_batch_seconds: float = Field(default=2.0, gt=0)  # how long notices gather
+    notify_summary_after: int = Field(default=5, ge=2)  # this many in a batch: one summary
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -91,6 +105,8 @@ class Settings(BaseModel):
         for attr, file_attr in (
             ("auth_token", "auth_token_file"),
             ("basic_auth", "basic_auth_file"),
+            ("telegram_token", "telegram_token_file"),
+            ("notify_webhook_token", "notify_webhook_token_file"),
         ):
             path = getattr(self, file_attr)
             if path is not None and getattr(self, attr) is None:
@@ -101,6 +117,12 @@ class Settings(BaseModel):
                 object.__setattr__(self, attr, SecretStr(secret))
         if self.basic_auth is not None and ":" not in self.basic_auth.get_secret_value():
             raise ValueError("basic_auth must be user:password")
+        if (self.telegram_token is None) != (self.telegram_chat_id is None):
+            raise ValueError("telegram needs both telegram_token (or _file) and telegram_chat_id")
+        for name in ("telegram_base_url", "notify_webhook_url", "external_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must be an http(s) URL")
         object.__setattr__(
             self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
         )
@@ -123,6 +145,18 @@ class Settings(BaseModel):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The notification channels that are configured, in a fixed order."""
+        on = {"telegram": self.telegram_token is not None, "webhook": bool(self.notify_webhook_url)}
+        return tuple(name for name, enabled in on.items() if enabled)
+
+    @property
+    def incident_base_url(self) -> str:
+        """``{external_url}/api/v1/incidents``: where messages link an incident."""
+        base = self.external_url or f"http://{self.listen}"
+        return base.rstrip("/") + "/api/v1/incidents"
 
     @property
     def has_credentials(self) -> bool:

@@ -23,6 +23,7 @@ from receiver.db.engine import Database
 from receiver.domain import EscalationReason, Signal, Source
 from receiver.errors import StoreUnavailable
 from receiver.metrics import Metrics
+from receiver.notify.base import NotifyScope
 from receiver.playbooks import candidates
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,14 @@ class Ingestor:
         *,
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
+        notify: NotifyScope | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
         self._catalog = catalog
         self._max_batch = max_batch
         self._on_commit = on_commit
+        self._notify = notify
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -142,7 +145,9 @@ class Ingestor:
         unmatched = frozenset(
             s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
         )
-        plan = repo.plan_ingest(self._db.sync_dialect, signals, datetime.now(UTC), unmatched)
+        plan = repo.plan_ingest(
+            self._db.sync_dialect, signals, datetime.now(UTC), unmatched, self._notify
+        )
         outcome = await self._db.run_in_transaction(
             repo.ingest, plan, short=len(signals) <= _SHORT_BATCH
         )

@@ -34,6 +34,7 @@ class StoreGauges:
     oldest: Gauge
     backlog: Gauge
     backlog_oldest: Gauge
+    notifications_pending: Gauge
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class Metrics:
     verify_outcomes: Counter
     escalations: Counter
     guard_refusals: Counter
+    notifications: Counter
     ingest_batch: Histogram
     store: StoreGauges
     playbooks_loaded: Gauge
@@ -129,6 +131,11 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         escalations=counter("escalations", "Incidents escalated, by reason", ["reason"]),
         guard_refusals=counter("guard_refusals", "Actions a guard held back, by guard", ["guard"]),
+        notifications=counter(
+            "notifications",
+            "Outbox rows settled, by channel and result (sent, retry, failed)",
+            ["channel", "result"],
+        ),
         ingest_batch=Histogram(
             "ingest_batch_signals",
             "Signals committed per grouped transaction",
@@ -152,6 +159,9 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             backlog_oldest=gauge(
                 "worker_backlog_oldest_seconds",
                 "How long the longest-waiting due incident has waited",
+            ),
+            notifications_pending=gauge(
+                "notifications_pending", "Notifications in the outbox not yet delivered"
             ),
         ),
         playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),

@@ -213,6 +213,7 @@ class Service:
     def __init__(self, client: TestClient[Any, Any]) -> None:
         self.client = client
         self.app: web.Application = client.server.app
+        self._sender: Any = None
 
     @property
     def worker(self) -> Any:
@@ -256,6 +257,30 @@ class Service:
         """Let the worker do everything that is due now."""
         await self.worker.drain(within)
 
+    async def deliver(self) -> int:
+        """Run the outbox sender once, as its loop would (tests drive it)."""
+        from receiver.notify import build_notifiers
+        from receiver.notify.sender import OutboxSender
+
+        if self._sender is None:
+            settings = self.app[appkeys.SETTINGS]
+            self._sender = OutboxSender(
+                self.db,
+                build_notifiers(settings),
+                self.app[appkeys.METRICS],
+                f"test-sender-{id(self)}",  # one name per sender, as per replica
+                batch_seconds=settings.notify_batch_seconds,
+                summary_after=settings.notify_summary_after,
+            )
+        settled: int = await self._sender.flush()
+        return settled
+
+    async def close_sender(self) -> None:
+        if self._sender is not None:
+            for notifier in self._sender.notifiers.values():
+                await notifier.close()
+            self._sender = None
+
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.app[appkeys.REGISTRY].get_sample_value(name, labels or {})
         return float(value or 0.0)
@@ -266,11 +291,16 @@ async def make_service(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     make_settings: Callable[..., Settings],
 ) -> AsyncIterator[Callable[..., Awaitable[Service]]]:
+    made: list[Service] = []
+
     async def make(**overrides: Any) -> Service:
         client = await aiohttp_client(create_app(make_settings(**overrides)))
-        return Service(client)
+        made.append(Service(client))
+        return made[-1]
 
     yield make
+    for svc in made:
+        await svc.close_sender()
 
 
 @pytest.fixture

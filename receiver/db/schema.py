@@ -116,6 +116,8 @@ incidents = Table(
     _now_col("last_seen_at"),
     Column("last_action_at", UTCDateTime(), nullable=True),
     Column("resolved_at", UTCDateTime(), nullable=True),
+    # The alert's link back to its source (Prometheus graph), for messages to people.
+    Column("generator_url", Text, nullable=True),
     # Set when it resolves: true if it was healing or verifying then (a repair held), false
     # if it cleared before any repair ran or after escalation.
     Column("healed", Boolean, nullable=True),
@@ -184,4 +186,25 @@ cooldowns = Table(
     Column("target", String(300), primary_key=True),
     Column("incident_id", Integer, nullable=True),
     _now_col("last_action_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # One row per notification and channel, written in the same transaction as the state
+    # change that causes it; a sender claims due rows with a lease and marks them sent once.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(50), nullable=False),
+    Column("event", String(30), nullable=False),
+    Column("incident_id", Integer, nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(10), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    _now_col("created_at"),
+    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
 )

@@ -9,6 +9,7 @@ from typing import Any
 from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.metrics import Metrics
+from receiver.notify.base import NotifyScope
 from receiver.resources import Resources
 
 
@@ -24,3 +25,4 @@ class StepContext:
     owner: str  # names this replica in leases and heal logs
     resources: Resources | None
     scope: Any  # the parameter scope actions validate templated values against
+    notify: NotifyScope  # where escalations and heals are announced (outbox rows)

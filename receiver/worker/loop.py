@@ -20,6 +20,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.metrics import Metrics
+from receiver.notify import notify_scope
 from receiver.resources import Resources
 from receiver.worker.context import StepContext, now
 from receiver.worker.step import step
@@ -41,7 +42,15 @@ class HealWorker:
         self.catalog = catalog
         # Names this replica in leases and heal logs: unique per process, readable by people.
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.ctx = StepContext(settings, db, metrics, self.owner, resources, settings.param_scope())
+        self.ctx = StepContext(
+            settings,
+            db,
+            metrics,
+            self.owner,
+            resources,
+            settings.param_scope(),
+            notify_scope(settings),
+        )
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()

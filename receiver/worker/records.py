@@ -9,6 +9,7 @@ from typing import Any
 
 from receiver.db import repo
 from receiver.domain import EscalationReason, HealResult, IncidentStatus
+from receiver.notify.base import Event
 from receiver.worker.context import StepContext
 from receiver.worker.plan import Plan
 
@@ -90,4 +91,5 @@ async def escalate(
     if await repo.escalate(conn, row, reason, now):
         ctx.metrics.escalations.labels(reason.value).inc()
         log.info("incident %s escalated: %s", row["id"], reason.value)
+        await conn.run_sync(repo.outbox.notify, ctx.notify, Event.ESCALATED, [row["id"]], now)
     await repo.release(conn, row["id"], ctx.owner)

@@ -11,6 +11,7 @@ import logging
 from receiver.catalog import Catalog
 from receiver.db import repo
 from receiver.domain import ACTIVE_STATUSES, EscalationReason, HealResult, IncidentStatus
+from receiver.notify.base import Event
 from receiver.worker.act import record, run_action
 from receiver.worker.context import StepContext, now
 from receiver.worker.guards import pass_guards
@@ -61,5 +62,7 @@ async def step(ctx: StepContext, catalog: Catalog, incident_id: int) -> None:
                 "updated_at": at,
             },
         )
+        if ctx.notify.healing:
+            await conn.run_sync(repo.outbox.notify, ctx.notify, Event.HEALING, [incident_id], at)
     outcome, duration = await run_action(ctx, plan, row)
     await record(ctx, row, plan, log_id, attempt, outcome, duration)

@@ -15,6 +15,7 @@ from typing import Any
 
 from receiver.db import repo
 from receiver.domain import IncidentStatus, Source
+from receiver.notify.base import Event
 from receiver.worker.context import StepContext
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ async def judge(
         resolved = await repo.resolve(conn, row, now)
         if resolved is not None:
             ctx.metrics.resolved([resolved], "quiet", names)
+            await conn.run_sync(repo.outbox.notify, ctx.notify, Event.RESOLVED, [row["id"]], now)
         await repo.release(conn, row["id"], ctx.owner)
         return False
     await repo.update_incident(

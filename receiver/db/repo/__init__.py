@@ -7,9 +7,11 @@ the transaction.
 - ``incidents``: claims and leases, state changes, queries;
 - ``heal_logs``: one row per attempt;
 - ``playbooks``: YAML synced in by name, counts;
-- ``guards``: cooldown and per-target lock rows.
+- ``guards``: cooldown and per-target lock rows;
+- ``outbox``: notifications queued with the state change, claimed and settled by the sender.
 """
 
+from receiver.db.repo import outbox
 from receiver.db.repo.guards import lock_target, take_cooldown, unlock_target
 from receiver.db.repo.heal_logs import (
     add_heal_log,
@@ -50,6 +52,7 @@ __all__ = [
     "list_playbooks",
     "lock_target",
     "next_due",
+    "outbox",
     "plan_ingest",
     "release",
     "resolve",

@@ -14,8 +14,10 @@ from sqlalchemy.engine import Dialect
 from receiver.db.repo._sql import RESOLVABLE, dialect_insert
 from receiver.db.repo.incidents import as_resolved, resolved_values, resolving
 from receiver.db.repo.multirow import Upsert, prepare, run_upsert, stored
+from receiver.db.repo.outbox import notify
 from receiver.db.schema import incidents, signals
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Signal, Source
+from receiver.notify.base import Event, NotifyScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class IngestPlan:
     signals: Upsert
     incidents: list[Upsert]
     resolved_keys: list[str]
+    notify: NotifyScope | None  # announce no_playbook escalations and healed resolves
 
 
 def plan_ingest(
@@ -48,6 +51,7 @@ def plan_ingest(
     batch: Sequence[Signal],
     now: datetime,
     unmatched: frozenset[str] = frozenset(),
+    notify: NotifyScope | None = None,
 ) -> IngestPlan:
     """Rows for a batch of signals: one per idempotency key and one per incident key.
 
@@ -86,6 +90,7 @@ def plan_ingest(
         signals=prepare(dialect, statements.signal_upsert, list(sig_rows.values())),
         incidents=incident_upserts,
         resolved_keys=[s.incident_key for s in batch if not s.firing],
+        notify=notify if notify is not None and notify.channels else None,
     )
 
 
@@ -120,6 +125,11 @@ def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
         )
         resolved = as_resolved(result.all())
         ids.update({r.key: r.id for r in resolved if r.key is not None})
+    if plan.notify is not None:
+        # In this transaction: a crash after the commit still delivers them.
+        escalated = [inc_id for inc_id, _, no_playbook in opened if no_playbook]
+        notify(conn, plan.notify, Event.ESCALATED, escalated, plan.now)
+        notify(conn, plan.notify, Event.RESOLVED, [r.id for r in resolved if r.healed], plan.now)
     return IngestOutcome(ids, opened, resolved)
 
 
@@ -192,6 +202,7 @@ def _incident_rows(
             "occurrences": 1,
             "fingerprint": s.fingerprint,
             "signature": s.signature,
+            "generator_url": str(s.extra.get("generatorURL") or "") or None,
             "labels": dict(s.labels),
             "annotations": dict(s.annotations),
             "next_attempt_at": None if no_playbook else now,

@@ -1,0 +1,56 @@
+"""Notifications: the outbox sender and the channels it delivers through.
+
+Adding a channel = one module with a ``Notifier`` and one line in ``NOTIFIERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from receiver.config import Settings
+from receiver.notify.base import Event, Notice, Notifier, NotifyError, NotifyScope
+from receiver.notify.telegram import TelegramNotifier
+from receiver.notify.webhook import WebhookNotifier
+
+
+def _telegram(s: Settings) -> Notifier:
+    assert s.telegram_token is not None and s.telegram_chat_id is not None
+    return TelegramNotifier(
+        s.telegram_token.get_secret_value(),
+        s.telegram_chat_id,
+        s.telegram_base_url,
+        s.notify_timeout_seconds,
+    )
+
+
+def _webhook(s: Settings) -> Notifier:
+    assert s.notify_webhook_url is not None
+    token = s.notify_webhook_token.get_secret_value() if s.notify_webhook_token else None
+    return WebhookNotifier(s.notify_webhook_url, token, s.notify_timeout_seconds)
+
+
+NOTIFIERS: dict[str, Callable[[Settings], Notifier]] = {
+    "telegram": _telegram,
+    "webhook": _webhook,
+}
+
+
+def notify_scope(settings: Settings) -> NotifyScope:
+    return NotifyScope(settings.channels, settings.incident_base_url, settings.notify_healing)
+
+
+def build_notifiers(settings: Settings) -> dict[str, Notifier]:
+    """One notifier per configured channel (``settings.channels``)."""
+    return {name: NOTIFIERS[name](settings) for name in settings.channels}
+
+
+__all__ = [
+    "NOTIFIERS",
+    "Event",
+    "Notice",
+    "Notifier",
+    "NotifyError",
+    "NotifyScope",
+    "build_notifiers",
+    "notify_scope",
+]

@@ -1,0 +1,93 @@
+"""What a notification says, and the Protocol every channel implements.
+
+A ``Notice`` is built when the state change commits (from the store, in its transaction) and
+kept as JSON in the outbox; a notifier turns one notice, or a storm's worth, into its own
+format when the sender delivers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Protocol
+
+
+class Event:
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"  # after a heal
+    HEALING = "healing"  # an action started (optional)
+    APPROVAL = "approval"  # a risky repair waits for a person
+
+
+# What each escalation reason means to the person reading the message.
+REASONS = {
+    "no_playbook": "no playbook matches it",
+    "not_healed": "repairs ran but the fault stayed",
+    "max_retries": "every repair attempt failed",
+    "alert_only": "this fault needs a person",
+    "dry_run": "dry run: nothing was executed",
+    "refused": "a label value failed its safety check; nothing was executed",
+    "not_retryable": "the repair failed in a way retrying cannot fix",
+    "approval_timeout": "nobody approved the repair in time",
+    "denied": "the repair was denied",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    event: str
+    incident_id: int
+    task_name: str
+    error_type: str
+    severity: str
+    status: str
+    message: str
+    incident_url: str
+    target: str | None = None
+    playbook: str | None = None
+    reason: str | None = None
+    # What was done: the last attempt's action and result; for alert_only, its message.
+    action: str | None = None
+    result: str | None = None
+    note: str | None = None
+    attempts: int = 0
+    time_to_heal_seconds: float | None = None
+    generator_url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Notice:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyScope:
+    """Which channels get a row per notice, and where messages link incidents."""
+
+    channels: tuple[str, ...]
+    incident_base_url: str
+    healing: bool = False  # also notify when an action starts
+
+
+class NotifyError(Exception):
+    """A delivery failed. ``retryable``: worth trying again (429, 5xx, network);
+    ``retry_after``: how long the channel asked us to wait."""
+
+    def __init__(self, detail: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    """One channel. ``send`` delivers one message for one or several notices (a storm
+    summary); it raises NotifyError, never logs a secret."""
+
+    name: ClassVar[str]
+
+    async def send(self, notices: Sequence[Notice]) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,101 @@
+"""Telegram: Bot API ``sendMessage`` over aiohttp, HTML parse mode, every value escaped.
+
+The Bot API puts the token in the URL path, so no URL, exception text or response body
+leaves this module without the token replaced.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import aiohttp
+
+from receiver.notify.base import Notice, NotifyError
+from receiver.notify.text import facts, headline, summary_line
+
+LIMIT = 4096  # Telegram's message length
+LISTED = 10  # incidents named in a storm summary
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _link(url: str | None, label: str) -> str | None:
+    if not url or not url.startswith(("http://", "https://")):
+        return None
+    return f'<a href="{_e(url)}">{_e(label)}</a>'
+
+
+def render(n: Notice) -> str:
+    lines = [f"<b>{_e(headline(n))}</b>", _e(n.message[:600])]
+    lines += [_e(line) for line in facts(n)]
+    if n.note:
+        lines.append(f"<i>{_e(n.note[:1500])}</i>")
+    links = [
+        _link(n.generator_url, "alert source"),
+        _link(n.incident_url, f"incident #{n.incident_id}"),
+    ]
+    lines.append(" · ".join(link for link in links if link))
+    return "\n".join(line for line in lines if line)[:LIMIT]
+
+
+def render_summary(notices: Sequence[Notice]) -> str:
+    lines = [f"<b>{_e(len(notices))} notifications</b>: {_e(summary_line(notices))}"]
+    for n in notices[:LISTED]:
+        link = _link(n.incident_url, f"#{n.incident_id}") or _e(f"#{n.incident_id}")
+        why = f" ({_e(n.reason)})" if n.reason else ""
+        lines.append(f"{link} {_e(headline(n))}{why}")
+    if len(notices) > LISTED:
+        lines.append(_e(f"… and {len(notices) - LISTED} more"))
+    return "\n".join(lines)[:LIMIT]
+
+
+class TelegramNotifier:
+    name: ClassVar[str] = "telegram"
+
+    def __init__(self, token: str, chat_id: str, base_url: str, timeout: float) -> None:
+        self._token = token
+        self._chat_id = chat_id
+        self._url = f"{base_url.rstrip('/')}/bot{token}/sendMessage"
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "<token>") if self._token else text
+
+    async def send(self, notices: Sequence[Notice]) -> None:
+        text = render(notices[0]) if len(notices) == 1 else render_summary(notices)
+        body = {
+            "chat_id": self._chat_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "disable_web_page_preview": True,
+        }
+        try:
+            async with self._session.post(self._url, json=body) as resp:
+                status = resp.status
+                try:
+                    answer: Any = await resp.json(content_type=None)
+                except (ValueError, aiohttp.ClientError):
+                    answer = {}
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NotifyError(
+                self._redact(f"telegram unreachable: {type(exc).__name__}: {exc}"), retryable=True
+            ) from None
+        if 200 <= status < 300 and isinstance(answer, dict) and answer.get("ok"):
+            return
+        answer = answer if isinstance(answer, dict) else {}
+        detail = self._redact(f"telegram {status}: {answer.get('description', '')}"[:300])
+        if status == 429:
+            retry_after = (answer.get("parameters") or {}).get("retry_after")
+            raise NotifyError(
+                detail,
+                retryable=True,
+                retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+            )
+        raise NotifyError(detail, retryable=status >= 500)
+
+    async def close(self) -> None:
+        await self._session.close()

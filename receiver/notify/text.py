@@ -1,0 +1,50 @@
+"""Plain-language lines shared by the channels' formats."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from receiver.notify.base import REASONS, Event, Notice
+
+HEADLINES = {
+    Event.ESCALATED: "Escalated",
+    Event.RESOLVED: "Healed",
+    Event.HEALING: "Healing",
+    Event.APPROVAL: "Approval needed",
+}
+
+
+def headline(n: Notice) -> str:
+    return f"{HEADLINES.get(n.event, n.event)}: {n.task_name} ({n.error_type}, {n.severity})"
+
+
+def facts(n: Notice) -> list[str]:
+    """Lines saying what happened, what was done and the result."""
+    lines = []
+    if n.event == Event.ESCALATED and n.reason:
+        lines.append(f"Why: {REASONS.get(n.reason, n.reason)}")
+    if n.action:
+        done = f"Done: {n.action}"
+        if n.result:
+            done += f" → {n.result}"
+        if n.attempts > 1:
+            done += f" (attempt {n.attempts})"
+        lines.append(done)
+    if n.playbook:
+        lines.append(f"Playbook: {n.playbook}" + (f" on {n.target}" if n.target else ""))
+    if n.time_to_heal_seconds is not None:
+        lines.append(f"Healed in {n.time_to_heal_seconds:.0f} s")
+    return lines
+
+
+def summary_line(notices: Sequence[Notice]) -> str:
+    """``12 escalated (10 no_playbook, 2 not_healed), 3 healed``."""
+    parts = []
+    for event, count in Counter(n.event for n in notices).items():
+        part = f"{count} {HEADLINES.get(event, event).lower()}"
+        reasons = Counter(n.reason for n in notices if n.event == event and n.reason)
+        if reasons:
+            part += " (" + ", ".join(f"{c} {r}" for r, c in reasons.most_common()) + ")"
+        parts.append(part)
+    return ", ".join(parts)
