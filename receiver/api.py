@@ -102,8 +102,13 @@ async def post_alerts(request: web.Request) -> web.Response:
     if len(payload.alerts) > limit:
         raise _problem(413, "too_many_alerts", f"{len(payload.alerts)} alerts, limit {limit}")
     signals = from_webhook(payload, request.app[appkeys.CATALOG].current.classifier)
-    ids = await _store(request, signals)
-    return _json({"status": "stored", "alerts": len(signals), "incidents": ids})
+    ignored = len(payload.alerts) - len(signals)
+    if ignored:
+        # Our own AutoHealEscalated alerts, routed back: acknowledged (2xx, or Alertmanager
+        # would resend them forever) and never healed.
+        request.app[appkeys.METRICS].signals.labels("alertmanager", "ignored").inc(ignored)
+    ids = await _store(request, signals) if signals else []
+    return _json({"status": "stored", "alerts": len(signals), "ignored": ignored, "incidents": ids})
 
 
 @routes.post("/api/v1/exceptions")

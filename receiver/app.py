@@ -28,6 +28,7 @@ from receiver.domain import ACTIVE_STATUSES, IncidentStatus
 from receiver.ingest import Ingestor
 from receiver.metrics import build_metrics
 from receiver.notify import build_notifiers, notify_scope
+from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.worker import HealWorker
@@ -73,26 +74,32 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
+    """Ingest writer, heal worker, outbox sender and Alertmanager escalator (the last three
+    on worker replicas only, the sender and escalator only when configured)."""
+    settings = app[appkeys.SETTINGS]
+    escalator = Escalator(settings, app[appkeys.DATABASE]) if settings.alertmanager_urls else None
+    on_escalated = escalator.wake if escalator is not None else (lambda: None)
     worker = HealWorker(
-        app[appkeys.SETTINGS],
+        settings,
         app[appkeys.DATABASE],
         app[appkeys.CATALOG],
         app[appkeys.METRICS],
         resources=app[appkeys.RESOURCES],
+        on_escalated=on_escalated,
     )
     app[appkeys.WORKER] = worker
     ingestor = Ingestor(
         app[appkeys.DATABASE],
         app[appkeys.METRICS],
         app[appkeys.CATALOG],
-        max_batch=app[appkeys.SETTINGS].ingest_max_batch,
+        max_batch=settings.ingest_max_batch,
         on_commit=worker.wake,
-        notify=notify_scope(app[appkeys.SETTINGS]),
+        notify=notify_scope(settings),
+        on_escalated=on_escalated,
     )
     app[appkeys.INGESTOR] = ingestor
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(ingestor.running())
-        settings = app[appkeys.SETTINGS]
         if settings.worker:
             await stack.enter_async_context(worker.running())
             if settings.channels:
@@ -106,6 +113,9 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
                 )
                 app[appkeys.SENDER] = sender
                 await stack.enter_async_context(sender.running())
+            if escalator is not None:
+                app[appkeys.ESCALATOR] = escalator
+                await stack.enter_async_context(escalator.running())
         yield
 
 

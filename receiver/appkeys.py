@@ -10,6 +10,7 @@ from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.ingest import Ingestor
 from receiver.metrics import Metrics
+from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
 from receiver.resources import Resources
 from receiver.worker import HealWorker
@@ -23,3 +24,4 @@ INGESTOR = web.AppKey("ingestor", Ingestor)
 WORKER = web.AppKey("worker", HealWorker)
 RESOURCES = web.AppKey("resources", Resources)
 SENDER = web.AppKey("sender", OutboxSender)
+ESCALATOR = web.AppKey("escalator", Escalator)

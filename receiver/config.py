@@ -76,6 +76,12 @@ class Settings(BaseModel):
     notify_batch_seconds: float = Field(default=2.0, gt=0)  # how long notices gather
     notify_summary_after: int = Field(default=5, ge=2)  # this many in a batch: one summary
     notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Escalations handed back to Alertmanager as AutoHealEscalated alerts (comma-separated
+    # URLs: every peer of an HA cluster, as Alertmanager's clients should).
+    alertmanager_url: str | None = None
+    alertmanager_token: SecretStr | None = None
+    alertmanager_token_file: Path | None = None
+    alertmanager_repost_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("listen")
     @classmethod
@@ -107,6 +113,7 @@ class Settings(BaseModel):
             ("basic_auth", "basic_auth_file"),
             ("telegram_token", "telegram_token_file"),
             ("notify_webhook_token", "notify_webhook_token_file"),
+            ("alertmanager_token", "alertmanager_token_file"),
         ):
             path = getattr(self, file_attr)
             if path is not None and getattr(self, attr) is None:
@@ -123,6 +130,9 @@ class Settings(BaseModel):
             url = getattr(self, name)
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ValueError(f"{name} must be an http(s) URL")
+        for url in self.alertmanager_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"alertmanager_url: {url!r} is not an http(s) URL")
         object.__setattr__(
             self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
         )
@@ -145,6 +155,12 @@ class Settings(BaseModel):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def alertmanager_urls(self) -> tuple[str, ...]:
+        if not self.alertmanager_url:
+            return ()
+        return tuple(u.strip().rstrip("/") for u in self.alertmanager_url.split(",") if u.strip())
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -93,6 +93,11 @@ class HealResult(enum.StrEnum):
     DRY_RUN = "dry_run"
 
 
+# The alert autoheal posts to Alertmanager for an escalated incident. Routed back to
+# autoheal, it is acknowledged and ignored: autoheal never tries to heal its own escalation.
+ESCALATION_ALERTNAME = "AutoHealEscalated"
+
+
 class EscalationReason(enum.StrEnum):
     NO_PLAYBOOK = "no_playbook"
     MAX_RETRIES = "max_retries"  # the action kept failing

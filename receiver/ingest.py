@@ -59,6 +59,7 @@ class Ingestor:
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
         notify: NotifyScope | None = None,
+        on_escalated: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._metrics = metrics
@@ -66,6 +67,7 @@ class Ingestor:
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._notify = notify
+        self._on_escalated = on_escalated
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -163,6 +165,8 @@ class Ingestor:
         escalated = sum(1 for _, _, no_playbook in outcome.opened if no_playbook)
         if escalated:
             m.escalations.labels(EscalationReason.NO_PLAYBOOK.value).inc(escalated)
+            if self._on_escalated is not None:
+                self._on_escalated()
         m.resolved(outcome.resolved, "alert_resolved", catalog.names)
         # Resends change nothing the worker acts on; new incidents and scheduler reports
         # (a failure during verification) do.

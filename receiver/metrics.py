@@ -171,6 +171,7 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
     for source in Source:
         metrics.signals.labels(source.value, "firing")
     metrics.signals.labels(Source.ALERTMANAGER.value, "resolved")
+    metrics.signals.labels(Source.ALERTMANAGER.value, "ignored")
     for error_type in ErrorType:
         metrics.incidents_opened.labels(error_type.value)
     for reason in EscalationReason:

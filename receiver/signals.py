@@ -8,7 +8,14 @@ import uuid
 from datetime import datetime
 
 from receiver.classify import Classifier
-from receiver.domain import ErrorType, Severity, Signal, Source, parse_severity
+from receiver.domain import (
+    ESCALATION_ALERTNAME,
+    ErrorType,
+    Severity,
+    Signal,
+    Source,
+    parse_severity,
+)
 from receiver.payloads import Alert, AlertmanagerWebhook, ExceptionReport, extras
 
 _SIGNATURE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -54,7 +61,10 @@ def _alert_message(alert: Alert) -> str:
 
 
 def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[Signal]:
-    """One Signal per alert of the group; group-level fields go into each signal's extra."""
+    """One Signal per alert of the group; group-level fields go into each signal's extra.
+
+    autoheal's own escalation alerts (routed back here) give none: never healed.
+    """
     group = {
         "receiver": payload.receiver,
         "groupKey": payload.group_key,
@@ -69,6 +79,8 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
     group.update(extras(payload))
     result = []
     for alert in payload.alerts:
+        if alert.labels.get("alertname") == ESCALATION_ALERTNAME:
+            continue
         fingerprint = alert.fingerprint or _label_fingerprint(alert.labels)
         started = _iso(alert.starts_at)
         message = _alert_message(alert)

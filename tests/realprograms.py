@@ -352,7 +352,7 @@ def alertmanager_config(webhook_url: str, token_file: Path) -> str:
 
 
 def start_alertmanager(
-    root: Path, webhook_url: str, token: str, config: str | None = None
+    root: Path, webhook_url: str, token: str, config: str | None = None, port: int | None = None
 ) -> Alertmanager:
     """prometheus-alertmanager on loopback, no gossip. ``config`` may name ``{token_file}``;
     without one, everything routes to ``webhook_url``."""
@@ -361,7 +361,7 @@ def start_alertmanager(
     token_file.write_text(token)
     text = alertmanager_config(webhook_url, token_file) if config is None else config
     (root / "am.yml").write_text(text.replace("{token_file}", str(token_file)))
-    port = free_port()
+    port = port or free_port()
     process = spawn(
         [
             "prometheus-alertmanager",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,3 +27,4 @@ class StepContext:
     resources: Resources | None
     scope: Any  # the parameter scope actions validate templated values against
     notify: NotifyScope  # where escalations and heals are announced (outbox rows)
+    on_escalated: Callable[[], None] = lambda: None  # e.g. post to Alertmanager soon

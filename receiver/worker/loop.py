@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from receiver.catalog import CatalogHolder
@@ -36,6 +36,7 @@ class HealWorker:
         catalog: CatalogHolder,
         metrics: Metrics,
         resources: Resources | None = None,
+        on_escalated: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -50,6 +51,7 @@ class HealWorker:
             resources,
             settings.param_scope(),
             notify_scope(settings),
+            on_escalated,
         )
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)

@@ -92,4 +92,5 @@ async def escalate(
         ctx.metrics.escalations.labels(reason.value).inc()
         log.info("incident %s escalated: %s", row["id"], reason.value)
         await conn.run_sync(repo.outbox.notify, ctx.notify, Event.ESCALATED, [row["id"]], now)
+        ctx.on_escalated()
     await repo.release(conn, row["id"], ctx.owner)

@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE, dialect_name
-from receiver.db.schema import incidents
+from receiver.db.schema import incidents, playbooks
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 
 # A resolve notes whether a repair held: the SET clause reads the row as it was.
@@ -223,3 +223,30 @@ async def backlog(conn: AsyncConnection, now: datetime) -> tuple[int, datetime |
         )
     ).one()
     return int(row[0]), row[1]
+
+
+async def escalations(
+    conn: AsyncConnection, resolved_since: datetime, limit: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Incidents escalated now (newest first, at most ``limit``), and those once escalated
+    that resolved since ``resolved_since``: what Alertmanager's AutoHealEscalated alerts show."""
+    columns = select(incidents, playbooks.c.name.label("playbook_name")).select_from(
+        incidents.outerjoin(playbooks, incidents.c.playbook_id == playbooks.c.id)
+    )
+    escalated = (
+        await conn.execute(
+            columns.where(incidents.c.status == IncidentStatus.ESCALATED.value)
+            .order_by(incidents.c.updated_at.desc())
+            .limit(limit)
+        )
+    ).all()
+    ended = (
+        await conn.execute(
+            columns.where(
+                incidents.c.status == IncidentStatus.RESOLVED.value,
+                incidents.c.escalation_reason.is_not(None),
+                incidents.c.resolved_at >= resolved_since,
+            ).limit(limit)
+        )
+    ).all()
+    return [dict(r._mapping) for r in escalated], [dict(r._mapping) for r in ended]

@@ -1,0 +1,152 @@
+"""Escalations handed back to Alertmanager, so its routes, silences and inhibitions reach
+on-call: one ``AutoHealEscalated`` alert per escalated incident.
+
+Store-driven and idempotent: each round posts every escalated incident with an ``endsAt`` a
+few rounds ahead (so an alert outlives a missed round but not a dead autoheal), and, for a
+few rounds, the incidents that were escalated and have since resolved, with ``endsAt`` at
+their resolve time. A round runs every ``alertmanager_repost_seconds`` and as soon as an
+escalation is committed on this replica. Several replicas posting the same alerts is
+harmless: Alertmanager identifies an alert by its labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from receiver.config import Settings
+from receiver.db import repo
+from receiver.db.engine import Database
+from receiver.domain import ESCALATION_ALERTNAME
+from receiver.notify.base import REASONS
+
+log = logging.getLogger(__name__)
+
+ROUNDS_AHEAD = 4  # endsAt this many rounds after each post
+RESOLVED_ROUNDS = 3  # a resolve is posted this many rounds (one lost post is no matter)
+LIMIT = 5000  # escalated incidents per round, newest first
+SETTLE = 0.2  # seconds between a wake-up and the round it triggers
+_SEVERITY = {"P1": "critical", "P2": "warning", "P3": "info"}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def escalation_alert(
+    row: Mapping[str, Any], incident_base_url: str, ends_at: datetime
+) -> dict[str, Any]:
+    """The Alertmanager v2 alert for one incident (labels bounded to what routes need)."""
+    reason = row["escalation_reason"] or "unknown"
+    labels = {
+        "alertname": ESCALATION_ALERTNAME,
+        "incident_id": str(row["id"]),
+        "error_type": row["error_type"],
+        "reason": reason,
+        "severity": _SEVERITY.get(row["severity"], "warning"),
+        "original_alertname": row["task_name"],
+        "source": row["source"],
+    }
+    if row.get("playbook_name"):
+        labels["playbook"] = row["playbook_name"]
+    if row.get("target"):
+        labels["target"] = row["target"]
+    url = f"{incident_base_url}/{row['id']}"
+    tried = (
+        f"{row['retry_count']} attempt(s) with playbook {row['playbook_name']!r}"
+        if row.get("playbook_name") and row["retry_count"]
+        else "no repair was run"
+    )
+    return {
+        "labels": labels,
+        "annotations": {
+            "summary": f"autoheal could not heal {row['task_name']}: {REASONS.get(reason, reason)}",
+            "description": f"{row['error_message'][:1000]}\nTried: {tried}. Stopped: {reason}.",
+            "incident_url": url,
+        },
+        "startsAt": _iso(row["created_at"]),
+        "endsAt": _iso(ends_at),
+        "generatorURL": url,
+    }
+
+
+class Escalator:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.urls = settings.alertmanager_urls
+        self.interval = settings.alertmanager_repost_seconds
+        self.incident_base_url = settings.incident_base_url
+        self.db = db
+        token = settings.alertmanager_token
+        self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+
+    def wake(self) -> None:
+        """An escalation was committed: post now rather than at the next round."""
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Escalator]:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        task = asyncio.create_task(self._loop(), name="autoheal-escalator")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self._session.close()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.post_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alertmanager: escalation round failed; next round retries")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+                # Woken from inside the escalating transaction: let it commit first (a
+                # round that still misses it is followed by the next).
+                await asyncio.sleep(SETTLE)
+
+    async def post_round(self) -> int:
+        """Post the current escalations and recent resolves; the alerts posted."""
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=self.interval * RESOLVED_ROUNDS)
+        async with self.db.reading() as conn:
+            escalated, ended = await repo.escalations(conn, since, LIMIT)
+        ends = now + timedelta(seconds=self.interval * ROUNDS_AHEAD)
+        alerts = [escalation_alert(r, self.incident_base_url, ends) for r in escalated]
+        alerts += [escalation_alert(r, self.incident_base_url, r["resolved_at"]) for r in ended]
+        if alerts:
+            await asyncio.gather(*(self._post(url, alerts) for url in self.urls))
+        return len(alerts)
+
+    async def _post(self, base: str, alerts: list[dict[str, Any]]) -> None:
+        from receiver.retry import TransientError, with_retries
+
+        assert self._session is not None
+        session = self._session
+
+        async def post() -> None:
+            async with session.post(
+                f"{base}/api/v2/alerts", json=alerts, headers=self._headers
+            ) as resp:
+                if resp.status >= 500:
+                    raise TransientError(f"alertmanager answered {resp.status}")
+                if resp.status >= 300:
+                    text = (await resp.text())[:300]
+                    raise ValueError(f"alertmanager answered {resp.status}: {text}")
+
+        try:
+            await with_retries(post, within=8)
+        except (aiohttp.ClientError, TimeoutError, TransientError, ValueError) as exc:
+            log.warning("alertmanager %s: escalations not posted: %s", base, exc)
