@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -14,14 +16,24 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver import appkeys
+from receiver.approval import NotAwaiting, decide
 from receiver.catalog import load_catalog
+from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType, IncidentStatus
 from receiver.errors import PlaybookError, StoreUnavailable
 from receiver.jsoncodec import dumps, dumps_bytes
-from receiver.notify import Event, notify_scope
-from receiver.payloads import AlertmanagerWebhook, ExceptionReport, SuccessReport
+from receiver.notify import notify_scope
+from receiver.notify.base import NotifyError
+from receiver.payloads import (
+    AlertmanagerWebhook,
+    DecisionReport,
+    ExceptionReport,
+    SuccessReport,
+    TelegramCallback,
+    TelegramUpdate,
+)
 from receiver.signals import from_exception, from_webhook
 
 log = logging.getLogger(__name__)
@@ -37,6 +49,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
     415: web.HTTPUnsupportedMediaType,
+    409: web.HTTPConflict,
     422: web.HTTPUnprocessableEntity,
     503: web.HTTPServiceUnavailable,
 }
@@ -132,7 +145,7 @@ async def post_success(request: web.Request) -> web.Response:
         closed = await repo.resolve_task(conn, report.task, now)
         healed = [r.id for r in closed if r.healed]
         scope = notify_scope(request.app[appkeys.SETTINGS])
-        await conn.run_sync(repo.outbox.notify, scope, Event.RESOLVED, healed, now)
+        await conn.run_sync(repo.outcomes.healed, scope, healed, now)
     names = request.app[appkeys.CATALOG].current.names
     request.app[appkeys.METRICS].resolved(closed, "task_success", names)
     return _json({"status": "stored", "resolved": [r.id for r in closed]})
@@ -190,18 +203,19 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/incidents/{id}")
 async def get_incident(request: web.Request) -> web.Response:
-    try:
-        incident_id = int(request.match_info["id"])
-    except ValueError as exc:
-        raise _problem(400, "bad_parameter", "incident id must be an integer") from exc
-    if not 0 < incident_id < 2**31:  # past the column's range: PostgreSQL would refuse it
-        raise _problem(404, "not_found", f"no incident {incident_id}")
+    incident_id = _incident_id(request)
     async with request.app[appkeys.DATABASE].reading() as conn:
         row = await repo.get_incident(conn, incident_id)
         if row is None:
             raise _problem(404, "not_found", f"no incident {incident_id}")
         logs = await repo.incident_heal_logs(conn, incident_id)
-    return _json({**_incident_json(row), "heal_logs": logs})
+        # No playbook for it: what healed the most similar faults before.
+        similar = (
+            await conn.run_sync(repo.knowledge.similar, row["error_message"])
+            if row["escalation_reason"] == "no_playbook"
+            else []
+        )
+    return _json({**_incident_json(row), "heal_logs": logs, "similar_healed": similar})
 
 
 @routes.get("/api/v1/playbooks")
@@ -209,6 +223,130 @@ async def list_playbooks(request: web.Request) -> web.Response:
     async with request.app[appkeys.DATABASE].reading() as conn:
         rows = await repo.list_playbooks(conn)
     return _json({"items": rows})
+
+
+def _incident_id(request: web.Request) -> int:
+    try:
+        incident_id = int(request.match_info["id"])
+    except ValueError as exc:
+        raise _problem(400, "bad_parameter", "incident id must be an integer") from exc
+    if not 0 < incident_id < 2**31:  # past the column's range: PostgreSQL would refuse it
+        raise _problem(404, "not_found", f"no incident {incident_id}")
+    return incident_id
+
+
+async def _decide(request: web.Request, approve: bool) -> web.Response:
+    incident_id = _incident_id(request)
+    by = "api"
+    if request.can_read_body:
+        body = await _parse(request, DecisionReport)
+        by = body.by or by
+    app = request.app
+    try:
+        decision = await decide(
+            app[appkeys.DATABASE],
+            app[appkeys.METRICS],
+            notify_scope(app[appkeys.SETTINGS]),
+            incident_id,
+            approve=approve,
+            by=f"{by} (api)",
+        )
+    except NotAwaiting as exc:
+        raise _problem(409, "not_awaiting_approval", str(exc), incident_status=exc.status) from exc
+    if approve and appkeys.WORKER in app:
+        app[appkeys.WORKER].wake()
+    status = "approved" if approve else "denied"
+    return _json({"status": status, "incident": decision.incident_id, "by": decision.by})
+
+
+@routes.post("/api/v1/incidents/{id}/approve")
+async def approve_incident(request: web.Request) -> web.Response:
+    """Let a repair that requires approval run (body optional: {"by": "name"})."""
+    return await _decide(request, True)
+
+
+@routes.post("/api/v1/incidents/{id}/deny")
+async def deny_incident(request: web.Request) -> web.Response:
+    """Refuse it: the incident is escalated ``denied``."""
+    return await _decide(request, False)
+
+
+@routes.post("/api/v1/telegram/updates")
+async def telegram_updates(request: web.Request) -> web.Response:
+    """Telegram's webhook (setWebhook with secret_token): approval button presses. Not behind
+    the bearer token (Telegram cannot send it); the secret header is checked instead, and
+    only the configured chat and approvers may decide."""
+    settings = request.app[appkeys.SETTINGS]
+    telegram = request.app.get(appkeys.TELEGRAM)
+    secret = settings.telegram_webhook_secret
+    if secret is None or telegram is None:
+        raise _problem(404, "not_found", "Telegram updates are not enabled")
+    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+    if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+        return _json({"error": "unauthorized", "detail": "wrong secret token"}, 401)
+    update = await _parse(request, TelegramUpdate)
+    query = update.callback_query
+    if query is None:
+        return _json({"status": "ignored"})  # not a button press
+    answer = _refusal(settings, query)
+    if answer is None:
+        action, incident, attempt = query.data.split(":")
+        who = f"{query.sender.username or query.sender.id} (telegram {query.sender.id})"
+        try:
+            await decide(
+                request.app[appkeys.DATABASE],
+                request.app[appkeys.METRICS],
+                notify_scope(settings),
+                int(incident),
+                approve=action == "approve",
+                by=who,
+                attempt=int(attempt),
+            )
+            answer = f"incident {incident}: {'approved' if action == 'approve' else 'denied'}"
+            if action == "approve" and appkeys.WORKER in request.app:
+                request.app[appkeys.WORKER].wake()
+        except NotAwaiting:
+            answer = f"incident {incident} is no longer waiting for this decision"
+    else:
+        log.warning(
+            "telegram: refused a button press from user %s in chat %s: %s",
+            query.sender.id,
+            query.chat_id,
+            answer,
+        )
+    try:
+        await telegram.answer_callback(query.id, answer)
+    except NotifyError as exc:
+        log.warning("telegram: could not answer the button press: %s", exc)
+    return _json({"status": "ok", "answer": answer})
+
+
+_CALLBACK = re.compile(r"(approve|deny):\d{1,10}:\d{1,4}")
+
+
+def _refusal(settings: Settings, query: TelegramCallback) -> str | None:
+    """Why a button press may not decide, or None when it may."""
+    if query.chat_id is None or str(query.chat_id) != settings.telegram_chat_id:
+        return "not allowed from this chat"
+    if query.sender.id not in settings.approver_ids:
+        return "you are not an approver"
+    if not _CALLBACK.fullmatch(query.data):
+        return "unknown button"
+    return None
+
+
+@routes.get("/api/v1/knowledge")
+async def list_knowledge(request: web.Request) -> web.Response:
+    """What worked for which fault: per (error type, signature, playbook)."""
+    error_type = request.query.get("error_type")
+    if error_type is not None and error_type not in ErrorType.__members__:
+        raise _problem(400, "bad_parameter", f"unknown error_type {error_type!r}")
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    async with request.app[appkeys.DATABASE].reading() as conn:
+        items = await repo.knowledge.list_knowledge(
+            conn, error_type=error_type, playbook=request.query.get("playbook"), limit=limit
+        )
+    return _json({"items": items})
 
 
 @routes.post("/-/reload")

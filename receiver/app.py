@@ -30,6 +30,7 @@ from receiver.metrics import build_metrics
 from receiver.notify import build_notifiers, notify_scope
 from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
+from receiver.notify.telegram import TelegramNotifier
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.worker import HealWorker
 
@@ -64,9 +65,20 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         http_allow=tuple(settings.http_allow),
     )
     app[appkeys.RESOURCES] = resources
+    telegram = None
+    if settings.telegram_webhook_secret is not None and settings.telegram_token is not None:
+        telegram = TelegramNotifier(
+            settings.telegram_token.get_secret_value(),
+            settings.telegram_chat_id or "",
+            settings.telegram_base_url,
+            settings.notify_timeout_seconds,
+        )
+        app[appkeys.TELEGRAM] = telegram
     try:
         yield
     finally:
+        if telegram is not None:
+            await telegram.close()
         await resources.ssh.close()
         await resources.docker.close()
         if resources.http is not None:

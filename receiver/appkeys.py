@@ -12,6 +12,7 @@ from receiver.ingest import Ingestor
 from receiver.metrics import Metrics
 from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
+from receiver.notify.telegram import TelegramNotifier
 from receiver.resources import Resources
 from receiver.worker import HealWorker
 
@@ -25,3 +26,4 @@ WORKER = web.AppKey("worker", HealWorker)
 RESOURCES = web.AppKey("resources", Resources)
 SENDER = web.AppKey("sender", OutboxSender)
 ESCALATOR = web.AppKey("escalator", Escalator)
+TELEGRAM = web.AppKey("telegram", TelegramNotifier)  # answers approval button presses

@@ -169,6 +169,39 @@ def cmd_playbooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_knowledge(args: argparse.Namespace) -> int:
+    from receiver.db import repo
+    from receiver.db.engine import open_database
+
+    async def run() -> None:
+        db = open_database(_settings(args).database_url)
+        try:
+            async with db.reading() as conn:
+                rows = await repo.knowledge.list_knowledge(
+                    conn, error_type=args.error_type, playbook=args.playbook, limit=args.limit
+                )
+        finally:
+            await db.dispose()
+        _print_rows(
+            rows,
+            [
+                "error_type",
+                "playbook",
+                "attempts",
+                "successes",
+                "failures",
+                "success_rate",
+                "mean_heal_seconds",
+                "median_heal_seconds",
+                "last_seen_at",
+                "signature",
+            ],
+        )
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from receiver.db.engine import open_database
     from receiver.db.migrate import current_revision, upgrade
@@ -203,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_incidents)
     sub.add_parser("playbooks", help="list playbooks with counts").set_defaults(func=cmd_playbooks)
+    p = sub.add_parser("knowledge", help="what worked for which fault")
+    p.add_argument("--error-type")
+    p.add_argument("--playbook")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=cmd_knowledge)
     db = sub.add_parser("db", help="database")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

@@ -69,6 +69,11 @@ class Settings(BaseModel):
     telegram_token_file: Path | None = None
     telegram_chat_id: str | None = None
     telegram_base_url: str = "https://api.telegram.org"
+    # Approval buttons: Telegram posts button presses to /api/v1/telegram/updates with this
+    # secret (setWebhook's secret_token); only these user ids (comma-separated) may decide.
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_secret_file: Path | None = None
+    telegram_approvers: str = ""
     notify_webhook_url: str | None = None
     notify_webhook_token: SecretStr | None = None
     notify_webhook_token_file: Path | None = None
@@ -112,6 +117,7 @@ class Settings(BaseModel):
             ("auth_token", "auth_token_file"),
             ("basic_auth", "basic_auth_file"),
             ("telegram_token", "telegram_token_file"),
+            ("telegram_webhook_secret", "telegram_webhook_secret_file"),
             ("notify_webhook_token", "notify_webhook_token_file"),
             ("alertmanager_token", "alertmanager_token_file"),
         ):
@@ -130,6 +136,12 @@ class Settings(BaseModel):
             url = getattr(self, name)
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ValueError(f"{name} must be an http(s) URL")
+        if any(
+            not part.strip().lstrip("-").isdigit()
+            for part in self.telegram_approvers.split(",")
+            if part.strip()
+        ):
+            raise ValueError("telegram_approvers must be comma-separated Telegram user ids")
         for url in self.alertmanager_urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"alertmanager_url: {url!r} is not an http(s) URL")
@@ -161,6 +173,10 @@ class Settings(BaseModel):
         if not self.alertmanager_url:
             return ()
         return tuple(u.strip().rstrip("/") for u in self.alertmanager_url.split(",") if u.strip())
+
+    @property
+    def approver_ids(self) -> frozenset[int]:
+        return frozenset(int(p) for p in self.telegram_approvers.split(",") if p.strip())
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -77,11 +77,17 @@ class IncidentStatus(enum.StrEnum):
     OPEN = "open"
     HEALING = "healing"
     VERIFYING = "verifying"
+    AWAITING_APPROVAL = "awaiting_approval"  # a risky repair waits for a person
     RESOLVED = "resolved"
     ESCALATED = "escalated"
 
 
-ACTIVE_STATUSES = (IncidentStatus.OPEN, IncidentStatus.HEALING, IncidentStatus.VERIFYING)
+ACTIVE_STATUSES = (
+    IncidentStatus.OPEN,
+    IncidentStatus.HEALING,
+    IncidentStatus.VERIFYING,
+    IncidentStatus.AWAITING_APPROVAL,
+)
 
 
 class HealResult(enum.StrEnum):
@@ -91,6 +97,8 @@ class HealResult(enum.StrEnum):
     SKIPPED = "skipped"
     REFUSED = "refused"
     DRY_RUN = "dry_run"
+    APPROVED = "approved"  # a person's decision, with who in the output
+    DENIED = "denied"
 
 
 # The alert autoheal posts to Alertmanager for an escalated incident. Routed back to
@@ -106,6 +114,8 @@ class EscalationReason(enum.StrEnum):
     DRY_RUN = "dry_run"
     REFUSED = "refused"
     NOT_RETRYABLE = "not_retryable"
+    APPROVAL_TIMEOUT = "approval_timeout"
+    DENIED = "denied"
 
 
 @dataclass(frozen=True, slots=True)

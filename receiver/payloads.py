@@ -133,6 +133,45 @@ class SuccessReport(BaseModel):
     task: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
 
 
+class DecisionReport(BaseModel):
+    """An approval or denial through the API; ``by`` names the person for the heal log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[str, StringConstraints(max_length=100, strip_whitespace=True)] | None = None
+
+
+class TelegramUser(BaseModel):
+    id: int
+    username: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class TelegramChat(BaseModel):
+    id: int
+
+
+class TelegramMessage(BaseModel):
+    chat: TelegramChat
+
+
+class TelegramCallback(BaseModel):
+    """A button press (Bot API CallbackQuery); unknown fields are ignored."""
+
+    id: Annotated[str, StringConstraints(max_length=200)]
+    sender: TelegramUser = Field(alias="from")
+    message: TelegramMessage | None = None
+    data: Annotated[str, StringConstraints(max_length=64)] = ""
+
+    @property
+    def chat_id(self) -> int | None:
+        return self.message.chat.id if self.message is not None else None
+
+
+class TelegramUpdate(BaseModel):
+    update_id: int
+    callback_query: TelegramCallback | None = None
+
+
 def extras(model: BaseModel) -> dict[str, Any]:
     """Fields a client sent that the model does not name."""
     return dict(model.model_extra or {})

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -50,6 +50,9 @@ class _PlaybookModel(BaseModel):
     dry_run: bool = False
     active: bool = True
     priority: int = 0
+    # required: the action waits for a person's approval (API or Telegram button).
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60)
 
 
 class _FileModel(BaseModel):
@@ -78,6 +81,8 @@ class Playbook:
     dry_run: bool
     active: bool
     priority: int
+    approval_required: bool = False
+    approval_timeout_minutes: float = 30
 
     def matches(self, signal: Signal, folded_text: str | None = None) -> bool:
         """Error type, minimum severity, label matchers, then ANY pattern."""
@@ -108,6 +113,8 @@ class Playbook:
             "dry_run": self.dry_run,
             "is_active": self.active,
             "priority": self.priority,
+            "approval": "required" if self.approval_required else "none",
+            "approval_timeout_minutes": self.approval_timeout_minutes,
             "file": self.file,
         }
 
@@ -179,6 +186,8 @@ def _build(model: _PlaybookModel, file: str, scope: Mapping[str, Any]) -> Playbo
         dry_run=model.dry_run,
         active=model.active,
         priority=model.priority,
+        approval_required=model.approval == "required",
+        approval_timeout_minutes=model.approval_timeout_minutes,
     )
 
 

@@ -29,15 +29,20 @@ _SIGNATURE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-def message_signature(message: str) -> str:
-    """A stable hash of the message with numbers, ids and addresses stripped.
-
-    "pid 123 at 0x7f.. from 10.0.0.5:5432" and "pid 9 at 0x1a.. from 10.0.0.7:5432" agree.
-    """
+def normalise_message(message: str) -> str:
+    """The message lower-cased with numbers, ids and addresses replaced by placeholders."""
     text = message.strip().lower()[:2000]
     for pattern, repl in _SIGNATURE_RULES:
         text = pattern.sub(repl, text)
-    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+    return text.strip()
+
+
+def message_signature(message: str) -> str:
+    """A stable hash of the normalised message.
+
+    "pid 123 at 0x7f.. from 10.0.0.5:5432" and "pid 9 at 0x1a.. from 10.0.0.7:5432" agree.
+    """
+    return hashlib.sha256(normalise_message(message).encode()).hexdigest()[:16]
 
 
 def _label_fingerprint(labels: dict[str, str]) -> str:
@@ -98,6 +103,7 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
                 labels=dict(alert.labels),
                 annotations=dict(alert.annotations),
                 fingerprint=fingerprint,
+                signature=message_signature(message),  # what knowledge is kept per
                 starts_at=alert.starts_at,
                 ends_at=alert.ends_at,
                 extra={

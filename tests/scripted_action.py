@@ -37,6 +37,8 @@ class Scripted:
         if params.sleep:
             await asyncio.sleep(params.sleep)
         SPANS.append((ctx.incident_id, params.container, started, time.monotonic()))
-        if params.outcome == "ok":
+        # A label may decide the outcome, so one playbook can see several (knowledge tests).
+        outcome = ctx.labels.get("scripted_outcome") or params.outcome
+        if outcome == "ok":
             return ActionOutcome(ok=True, output=f"did it to {params.container}")
-        return ActionOutcome(ok=False, output="it broke", retryable=params.outcome == "fail")
+        return ActionOutcome(ok=False, output="it broke", retryable=outcome == "fail")

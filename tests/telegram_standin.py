@@ -69,9 +69,21 @@ class TelegramStandIn:
         }
         return web.json_response({"ok": True, "result": result})
 
+    @property
+    def answers(self) -> list[str]:
+        """What answerCallbackQuery told people who pressed a button."""
+        return [r.body["text"] for r in self.requests if r.path.endswith("/answerCallbackQuery")]
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401}, status=401)
+        self.requests.append(Request(request.path, await request.json(), time.monotonic()))
+        return web.json_response({"ok": True, "result": True})
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/bot{token}/sendMessage", self._send)
+        app.router.add_post("/bot{token}/answerCallbackQuery", self._answer)
         self.runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

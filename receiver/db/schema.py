@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 
@@ -116,6 +117,12 @@ incidents = Table(
     _now_col("last_seen_at"),
     Column("last_action_at", UTCDateTime(), nullable=True),
     Column("resolved_at", UTCDateTime(), nullable=True),
+    # An approval request for attempt ``approval_attempt``: pending, approved or denied, by
+    # whom, and until when a decision is awaited.
+    Column("approval_state", String(10), nullable=True),
+    Column("approval_attempt", Integer, nullable=True),
+    Column("approval_deadline", UTCDateTime(), nullable=True),
+    Column("approval_by", String(200), nullable=True),
     # The alert's link back to its source (Prometheus graph), for messages to people.
     Column("generator_url", Text, nullable=True),
     # Set when it resolves: true if it was healing or verifying then (a repair held), false
@@ -207,4 +214,24 @@ outbox = Table(
     Column("sent_at", UTCDateTime(), nullable=True),
     _now_col("created_at"),
     Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+knowledge = Table(
+    "knowledge",
+    metadata,
+    # What worked for which fault: one row per (error type, message signature, playbook),
+    # updated on every heal outcome. Orders playbooks when several match.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("error_type", String(50), nullable=False),
+    Column("signature", String(64), nullable=False),
+    Column("playbook_id", Integer, ForeignKey("playbooks.id"), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("successes", Integer, nullable=False, default=0),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("heal_seconds_total", Float, nullable=False, default=0),
+    Column("recent_heal_seconds", JSON, nullable=False),  # the last 50, for the median
+    Column("example_message", Text, nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("last_success_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("error_type", "signature", "playbook_id"),
 )

@@ -53,6 +53,8 @@ class Notice:
     attempts: int = 0
     time_to_heal_seconds: float | None = None
     generator_url: str | None = None
+    approval_attempt: int | None = None  # the attempt an approval request is for
+    approval_deadline: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,7 @@ from typing import Any
 from receiver.db.engine import Database
 from receiver.db.repo import outbox
 from receiver.metrics import Metrics
-from receiver.notify.base import Notice, Notifier, NotifyError
+from receiver.notify.base import Event, Notice, Notifier, NotifyError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,11 @@ class OutboxSender:
                 await self._settle(channel, group, outbox.FAILED, "channel not configured")
                 settled += len(group)
                 continue
-            batches = [group] if len(group) >= self.summary_after else [[r] for r in group]
+            # Approval requests carry their own buttons: never folded into a summary.
+            asks = [r for r in group if r.payload.get("event") == Event.APPROVAL]
+            rest = [r for r in group if r.payload.get("event") != Event.APPROVAL]
+            batches = [[r] for r in asks]
+            batches += [rest] if len(rest) >= self.summary_after else [[r] for r in rest]
             for batch in batches:
                 await self._deliver(channel, notifier, batch)
                 settled += len(batch)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from receiver.notify.base import Notice, NotifyError
+from receiver.notify.base import Event, Notice, NotifyError
 from receiver.notify.text import facts, headline, summary_line
 
 LIMIT = 4096  # Telegram's message length
@@ -59,7 +59,7 @@ class TelegramNotifier:
     def __init__(self, token: str, chat_id: str, base_url: str, timeout: float) -> None:
         self._token = token
         self._chat_id = chat_id
-        self._url = f"{base_url.rstrip('/')}/bot{token}/sendMessage"
+        self._base = base_url.rstrip("/")
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
 
     def _redact(self, text: str) -> str:
@@ -67,14 +67,33 @@ class TelegramNotifier:
 
     async def send(self, notices: Sequence[Notice]) -> None:
         text = render(notices[0]) if len(notices) == 1 else render_summary(notices)
-        body = {
+        body: dict[str, Any] = {
             "chat_id": self._chat_id,
             "text": text,
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
         }
+        first = notices[0]
+        if len(notices) == 1 and first.event == Event.APPROVAL and first.approval_attempt:
+            ref = f"{first.incident_id}:{first.approval_attempt}"
+            body["reply_markup"] = {
+                "inline_keyboard": [
+                    [
+                        {"text": "Approve", "callback_data": f"approve:{ref}"},
+                        {"text": "Deny", "callback_data": f"deny:{ref}"},
+                    ]
+                ]
+            }
+        await self._call("sendMessage", body)
+
+    async def answer_callback(self, callback_id: str, text: str) -> None:
+        """Tell the person who pressed a button what came of it (shown in their client)."""
+        await self._call("answerCallbackQuery", {"callback_query_id": callback_id, "text": text})
+
+    async def _call(self, method: str, body: dict[str, Any]) -> None:
+        url = f"{self._base}/bot{self._token}/{method}"
         try:
-            async with self._session.post(self._url, json=body) as resp:
+            async with self._session.post(url, json=body) as resp:
                 status = resp.status
                 try:
                     answer: Any = await resp.json(content_type=None)

@@ -21,6 +21,13 @@ def headline(n: Notice) -> str:
 
 def facts(n: Notice) -> list[str]:
     """Lines saying what happened, what was done and the result."""
+    if n.event == Event.APPROVAL:
+        lines = [f"Wants to run: {n.action}" if n.action else "Wants to run a repair"]
+        if n.playbook:
+            lines.append(f"Playbook: {n.playbook}" + (f" on {n.target}" if n.target else ""))
+        if n.approval_deadline:
+            lines.append(f"Decide by {n.approval_deadline} (else it escalates)")
+        return lines
     lines = []
     if n.event == Event.ESCALATED and n.reason:
         lines.append(f"Why: {REASONS.get(n.reason, n.reason)}")

@@ -70,6 +70,8 @@ async def record(
             reason=None if outcome.ok or outcome.retryable else "not_retryable",
         )
         await repo.count_playbook(conn, playbook_id, outcome.ok)
+        if not outcome.ok:
+            await conn.run_sync(repo.outcomes.not_healed, [row["id"]], at)
         await repo.unlock_target(conn, plan.target, row["id"])
         if outcome.ok and outcome.escalate is not None:
             await escalate(ctx, conn, row, outcome.escalate, at)

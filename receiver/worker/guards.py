@@ -1,5 +1,6 @@
 """Guards, checked in the store in order before an action may run: the slot check, max
-retries, dry run, one action per target, cooldown per (playbook, target)."""
+retries, dry run, a person's approval (when the playbook requires one), one action per
+target, cooldown per (playbook, target)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from receiver.db import repo
 from receiver.domain import EscalationReason, HealResult
 from receiver.errors import SlotError
+from receiver.worker import approval
 from receiver.worker.context import StepContext
 from receiver.worker.plan import Plan
 from receiver.worker.records import defer, escalate, write_log
@@ -49,6 +51,10 @@ async def pass_guards(
         )
         await escalate(ctx, conn, row, EscalationReason.DRY_RUN, now, plan.playbook_id)
         return None
+    attempt = int(row["retry_count"]) + 1
+    if playbook.approval_required and not approval.approved(row, attempt):
+        await approval.request(ctx, conn, row, plan, attempt, now)
+        return None
     # One action at a time per target, across replicas; held past the action timeout so a
     # replica that dies holding it frees the target by itself.
     hold = timedelta(seconds=ctx.settings.action_timeout_seconds + 30)
@@ -65,4 +71,4 @@ async def pass_guards(
         output = f"{plan.target} in cooldown for {playbook.name!r} until {free_at.isoformat()}"
         await defer(ctx, conn, row, plan, "cooldown", output, free_at, now)
         return None
-    return int(row["retry_count"]) + 1
+    return attempt

@@ -12,6 +12,7 @@ from receiver.actions import ACTIONS
 from receiver.catalog import Catalog
 from receiver.domain import ErrorType, EscalationReason, Severity, Signal, Source
 from receiver.errors import SlotError
+from receiver.knowledge import Record, order_by_knowledge
 from receiver.playbooks import Playbook, candidates
 from receiver.templating import render
 
@@ -46,9 +47,18 @@ def incident_signal(row: Mapping[str, Any]) -> Signal:
     )
 
 
-def make_plan(catalog: Catalog, row: Mapping[str, Any], scope: Any) -> EscalationReason | Plan:
-    """Pick the playbook and fill its parameters; NO_PLAYBOOK when none matches."""
-    found = candidates(catalog.playbooks, incident_signal(row))
+def make_plan(
+    catalog: Catalog,
+    row: Mapping[str, Any],
+    scope: Any,
+    learned: Mapping[int, Record] | None = None,
+) -> EscalationReason | Plan:
+    """Pick the playbook and fill its parameters; NO_PLAYBOOK when none matches. Several
+    matching: the best learned success rate for this fault first (``learned``, by playbook
+    id), then as declared."""
+    found = order_by_knowledge(
+        candidates(catalog.playbooks, incident_signal(row)), catalog.ids, learned or {}
+    )
     if not found:
         return EscalationReason.NO_PLAYBOOK
     playbook = found[0]

@@ -13,6 +13,7 @@ from receiver.db import repo
 from receiver.domain import ACTIVE_STATUSES, EscalationReason, HealResult, IncidentStatus
 from receiver.notify.base import Event
 from receiver.worker.act import record, run_action
+from receiver.worker.approval import waiting
 from receiver.worker.context import StepContext, now
 from receiver.worker.guards import pass_guards
 from receiver.worker.plan import make_plan
@@ -42,9 +43,14 @@ async def step(ctx: StepContext, catalog: Catalog, incident_id: int) -> None:
             if not await judge(ctx, conn, row, catalog.names, at):
                 return
             exhausted = EscalationReason.NOT_HEALED
-        plan = make_plan(catalog, row, ctx.scope)
+        learned = await repo.knowledge.records_for(conn, row["error_type"], row["signature"])
+        plan = make_plan(catalog, row, ctx.scope, learned)
         if isinstance(plan, EscalationReason):
             await escalate(ctx, conn, row, plan, at)
+            return
+        if row["status"] == IncidentStatus.AWAITING_APPROVAL.value and not await waiting(
+            ctx, conn, row, plan, at
+        ):
             return
         attempt = await pass_guards(ctx, conn, row, plan, at, exhausted)
         if attempt is None:

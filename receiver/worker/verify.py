@@ -15,7 +15,6 @@ from typing import Any
 
 from receiver.db import repo
 from receiver.domain import IncidentStatus, Source
-from receiver.notify.base import Event
 from receiver.worker.context import StepContext
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ async def judge(
         ctx.metrics.verify_outcomes.labels("not_held").inc()
         if row["playbook_id"] is not None:
             await repo.count_playbook(conn, row["playbook_id"], ok=False)
+            await conn.run_sync(repo.outcomes.not_healed, [row["id"]], now)
         row["status"] = IncidentStatus.OPEN.value
         return True
     if now >= deadline:
@@ -44,7 +44,7 @@ async def judge(
         resolved = await repo.resolve(conn, row, now)
         if resolved is not None:
             ctx.metrics.resolved([resolved], "quiet", names)
-            await conn.run_sync(repo.outbox.notify, ctx.notify, Event.RESOLVED, [row["id"]], now)
+            await conn.run_sync(repo.outcomes.healed, ctx.notify, [row["id"]], now)
         await repo.release(conn, row["id"], ctx.owner)
         return False
     await repo.update_incident(

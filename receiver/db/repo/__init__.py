@@ -8,10 +8,12 @@ the transaction.
 - ``heal_logs``: one row per attempt;
 - ``playbooks``: YAML synced in by name, counts;
 - ``guards``: cooldown and per-target lock rows;
-- ``outbox``: notifications queued with the state change, claimed and settled by the sender.
+- ``outbox``: notifications queued with the state change, claimed and settled by the sender;
+- ``knowledge``: heal outcomes per (error type, signature, playbook); ``outcomes`` writes
+  them with the notification wherever a repair ends.
 """
 
-from receiver.db.repo import outbox
+from receiver.db.repo import knowledge, outbox, outcomes
 from receiver.db.repo.guards import lock_target, take_cooldown, unlock_target
 from receiver.db.repo.heal_logs import (
     add_heal_log,
@@ -50,11 +52,13 @@ __all__ = [
     "get_incident",
     "incident_heal_logs",
     "ingest",
+    "knowledge",
     "list_incidents",
     "list_playbooks",
     "lock_target",
     "next_due",
     "outbox",
+    "outcomes",
     "plan_ingest",
     "release",
     "resolve",

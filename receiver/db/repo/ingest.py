@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, case, update
 from sqlalchemy.engine import Dialect
 
+from receiver.db.repo import outcomes
 from receiver.db.repo._sql import RESOLVABLE, dialect_insert
 from receiver.db.repo.incidents import as_resolved, resolved_values, resolving
 from receiver.db.repo.multirow import Upsert, prepare, run_upsert, stored
@@ -125,11 +126,11 @@ def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
         )
         resolved = as_resolved(result.all())
         ids.update({r.key: r.id for r in resolved if r.key is not None})
+    # In this transaction: a crash after the commit still delivers them.
+    outcomes.healed(conn, plan.notify, [r.id for r in resolved if r.healed], plan.now)
     if plan.notify is not None:
-        # In this transaction: a crash after the commit still delivers them.
         escalated = [inc_id for inc_id, _, no_playbook in opened if no_playbook]
         notify(conn, plan.notify, Event.ESCALATED, escalated, plan.now)
-        notify(conn, plan.notify, Event.RESOLVED, [r.id for r in resolved if r.healed], plan.now)
     return IngestOutcome(ids, opened, resolved)
 
 

@@ -14,12 +14,27 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver.db.repo import knowledge
 from receiver.db.repo._sql import dialect_name
 from receiver.db.schema import heal_logs, incidents, outbox, playbooks
 from receiver.domain import HealResult
-from receiver.notify.base import Notice, NotifyScope
+from receiver.notify.base import Event, Notice, NotifyScope
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+# Past heals are looked up for an unmatched fault only in small batches: a storm is one
+# summary message anyway, and the ingest transaction must stay short.
+SIMILAR_UP_TO = 20
+
+
+def _similar_note(conn: Connection, message: str) -> str | None:
+    found = knowledge.similar(conn, message)
+    if not found:
+        return None
+    return "Similar faults healed before: " + "; ".join(
+        f"{s['playbook']} ({s['successes']}/{s['attempts']} healed, "
+        f"{s['similarity']:.0%} similar: {s['example_message'][:120]})"
+        for s in found
+    )
 
 
 def notify(
@@ -87,6 +102,8 @@ def build_notices(
         note = None  # alert_only's message (the seed's ALERT_ONLY text) is what people read
         if log is not None and reason == "alert_only":
             note = log.result_output[:1500]
+        elif reason == "no_playbook" and len(ids) <= SIMILAR_UP_TO:
+            note = _similar_note(conn, m["error_message"])
         notices.append(
             Notice(
                 event=event,
@@ -106,6 +123,12 @@ def build_notices(
                 attempts=int(m["retry_count"]),
                 time_to_heal_seconds=healed_in,
                 generator_url=m["generator_url"] or None,
+                approval_attempt=m["approval_attempt"] if event == Event.APPROVAL else None,
+                approval_deadline=(
+                    m["approval_deadline"].isoformat()
+                    if event == Event.APPROVAL and m["approval_deadline"]
+                    else None
+                ),
             )
         )
     return notices

@@ -1,0 +1,86 @@
+"""A person's decision on a repair awaiting approval, from the API or a Telegram button.
+
+Approve: the worker runs the attempt as soon as it looks (now). Deny: escalated ``denied``.
+Either way a heal log says who decided and through what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from receiver.db import repo
+from receiver.db.engine import Database
+from receiver.domain import EscalationReason, HealResult, IncidentStatus
+from receiver.metrics import Metrics
+from receiver.notify.base import Event, NotifyScope
+
+
+class NotAwaiting(Exception):
+    """The incident is not waiting for a decision (none asked, already decided, or gone)."""
+
+    def __init__(self, incident_id: int, status: str | None) -> None:
+        super().__init__(f"incident {incident_id} is not awaiting approval ({status or 'unknown'})")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    incident_id: int
+    approved: bool
+    by: str
+    attempt: int
+
+
+async def decide(
+    db: Database,
+    metrics: Metrics,
+    notify: NotifyScope,
+    incident_id: int,
+    *,
+    approve: bool,
+    by: str,
+    attempt: int | None = None,
+) -> Decision:
+    """Record the decision; raises NotAwaiting. ``attempt``: the request it answers (a
+    Telegram button names one; a stale button must not approve a later request)."""
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        row = await repo.get_incident(conn, incident_id)
+        if (
+            row is None
+            or row["status"] != IncidentStatus.AWAITING_APPROVAL.value
+            or row["approval_state"] != "pending"
+            or (attempt is not None and attempt != row["approval_attempt"])
+        ):
+            raise NotAwaiting(incident_id, row["status"] if row else None)
+        result = HealResult.APPROVED if approve else HealResult.DENIED
+        await repo.add_heal_log(
+            conn,
+            incident_id=incident_id,
+            playbook_id=row["playbook_id"],
+            action_type="approval",
+            action_detail=f"approval of attempt {row['approval_attempt']}",
+            target=row["target"],
+            result=result.value,
+            reason="approval",
+            result_output=f"{result.value} by {by}",
+            attempt=row["approval_attempt"],
+            created_at=now,
+            finished_at=now,
+        )
+        if approve:
+            await repo.update_incident(
+                conn,
+                incident_id,
+                {"approval_state": "approved", "approval_by": by, "next_attempt_at": now},
+                only_if_status=[IncidentStatus.AWAITING_APPROVAL.value],
+            )
+        else:
+            await repo.update_incident(
+                conn, incident_id, {"approval_state": "denied", "approval_by": by}
+            )
+            if await repo.escalate(conn, row, EscalationReason.DENIED, now):
+                metrics.escalations.labels(EscalationReason.DENIED.value).inc()
+                await conn.run_sync(repo.outbox.notify, notify, Event.ESCALATED, [incident_id], now)
+    return Decision(incident_id, approve, by, int(row["approval_attempt"]))
