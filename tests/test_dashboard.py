@@ -29,6 +29,7 @@ REQUIRED = {
     "Signals received",
     "Action duration p95",
     "Worker backlog",
+    "Notifications",
 }
 
 
@@ -102,12 +103,32 @@ def test_provisioning_files() -> None:
 @pytest.mark.usefixtures("programs")
 @pytest.mark.timeout(150)
 async def test_every_panel_returns_data_after_a_scenario(
-    podman: Any, tmp_path: Path, make_service: Any, make_alert: Any, make_exception: Any
+    podman: Any,
+    tmp_path: Path,
+    make_service: Any,
+    make_alert: Any,
+    make_exception: Any,
+    aiohttp_server: Any,
 ) -> None:
     """A heal that holds (opened, attempts, action duration, verify held, time to heal,
     signals firing and resolved), an alert no playbook matches (an escalation), and a second
-    report for the same target during the playbook's cooldown (a guard refusal)."""
-    svc: Service = await make_service(worker=True, docker_url=podman.url, default_verify_seconds=30)
+    report for the same target during the playbook's cooldown (a guard refusal); a webhook
+    channel told of the heal and the escalation."""
+    from aiohttp import web
+
+    async def hook(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    people = await aiohttp_server(receiver)
+    svc: Service = await make_service(
+        worker=True,
+        docker_url=podman.url,
+        default_verify_seconds=30,
+        notify_webhook_url=str(people.make_url("/hook")),
+        notify_batch_seconds=0.2,
+    )
     url = str(svc.client.make_url("")).rstrip("/")
     chain = await asyncio.to_thread(start_chain, tmp_path, podman, url, TOKEN)
     try:
@@ -125,7 +146,8 @@ async def test_every_panel_returns_data_after_a_scenario(
             expr = (
                 'autoheal_guard_refusals_total{guard="cooldown"} > 0 and on (instance) '
                 'autoheal_escalations_total{reason="no_playbook"} > 0 and on (instance) '
-                "autoheal_time_to_heal_seconds_count > 0"
+                "autoheal_time_to_heal_seconds_count > 0 and on (instance) "
+                'autoheal_notifications_total{result="sent"} > 0'
             )
             return bool(await asyncio.to_thread(chain.query, expr))
 

@@ -367,3 +367,20 @@ async def test_kill_9_between_commit_and_send_then_restart_sends_once(
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(10)
+
+
+@pytest.mark.usefixtures("scripted")
+async def test_healing_started_is_announced_when_asked(
+    make_service: Any, playbooks_dir: Any, make_alert: Any, telegram: TelegramStandIn
+) -> None:
+    svc = await make_service(
+        playbooks=playbooks_dir(lifecycle_playbook("scripted", "{}", verify_seconds=60)),
+        **with_telegram(telegram, notify_healing=True),
+    )
+    await svc.post("/api/v1/alerts", oom_alert(make_alert, container="box"))
+    await svc.settle()
+    assert [(r["event"], r["status"]) for r in await outbox_rows(svc)] == [("healing", "pending")]
+    await svc.deliver()
+    (sent,) = telegram.delivered
+    assert sent["text"].startswith("<b>Healing: ContainerOOMKilled (OOM, P1)</b>")
+    assert "Playbook: fix it on container:box" in sent["text"]
