@@ -1,10 +1,12 @@
-"""What every repository module shares: the dialect's INSERT and status groups."""
+"""What every repository module shares: the dialect's INSERT, status groups, leases."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,3 +34,34 @@ def dialect_insert(dialect: str) -> Callable[[Any], Any]:
 
 def insert_into(conn: AsyncConnection, table: Any) -> Any:
     return dialect_insert(dialect_name(conn))(table)
+
+
+async def lease_rows(
+    conn: AsyncConnection,
+    table: Any,
+    due: Any,
+    order_by: Any,
+    free: Any,
+    *,
+    owner: str,
+    until: datetime,
+    limit: int,
+    returning: Sequence[Any],
+) -> list[Any]:
+    """Claim up to ``limit`` rows meeting ``due`` (first by ``order_by``) whose lease is
+    ``free``: pick them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas pick apart),
+    then take them with a conditional UPDATE, so a row another claimer took in between is
+    left out. Returns the ``returning`` columns of the rows taken."""
+    pick = select(table.c.id).where(due, free).order_by(order_by).limit(limit)
+    if dialect_name(conn) == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = [r[0] for r in (await conn.execute(pick)).all()]
+    if not ids:
+        return []
+    result = await conn.execute(
+        update(table)
+        .where(table.c.id.in_(ids), free)
+        .values(lease_owner=owner, lease_until=until)
+        .returning(*returning)
+    )
+    return list(result.all())

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.db.repo._sql import ACTIVE, RESOLVABLE, dialect_name
+from receiver.db.repo._sql import ACTIVE, RESOLVABLE, lease_rows
 from receiver.db.schema import incidents, playbooks
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 
@@ -68,31 +68,18 @@ async def claim(
     conn: AsyncConnection, owner: str, now: datetime, lease: timedelta, limit: int
 ) -> list[int]:
     """Lease up to ``limit`` due incidents. Expired leases are taken over (a dead replica)."""
-    due = (
-        select(incidents.c.id)
-        .where(
-            incidents.c.status.in_(ACTIVE),
-            incidents.c.next_attempt_at <= now,
-            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
-        )
-        .order_by(incidents.c.next_attempt_at)
-        .limit(limit)
+    rows = await lease_rows(
+        conn,
+        incidents,
+        and_(incidents.c.status.in_(ACTIVE), incidents.c.next_attempt_at <= now),
+        incidents.c.next_attempt_at,
+        or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
+        owner=owner,
+        until=now + lease,
+        limit=limit,
+        returning=[incidents.c.id],
     )
-    if dialect_name(conn) == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    candidates = [r[0] for r in (await conn.execute(due)).all()]
-    if not candidates:
-        return []
-    result = await conn.execute(
-        update(incidents)
-        .where(
-            incidents.c.id.in_(candidates),
-            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
-        )
-        .values(lease_owner=owner, lease_until=now + lease)
-        .returning(incidents.c.id)
-    )
-    return [r[0] for r in result.all()]
+    return [r[0] for r in rows]
 
 
 async def release(conn: AsyncConnection, incident_id: int, owner: str) -> None:

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo import knowledge
-from receiver.db.repo._sql import dialect_name
+from receiver.db.repo._sql import lease_rows
 from receiver.db.schema import heal_logs, incidents, outbox, playbooks
 from receiver.domain import HealResult
 from receiver.notify.base import Event, Notice, NotifyScope
@@ -141,39 +141,22 @@ async def claim(
     are this owner's own: one sender per process runs one flush at a time, so a row still
     leased to its name was left by a previous incarnation that died mid-send (a restarted
     replica with a stable ``replica_id``, or a container whose pid is 1 again)."""
-    due = (
-        select(outbox.c.id)
-        .where(
-            outbox.c.status == PENDING,
-            outbox.c.next_attempt_at <= now,
-            or_(
-                outbox.c.lease_until.is_(None),
-                outbox.c.lease_until < now,
-                outbox.c.lease_owner == owner,
-            ),
-        )
-        .order_by(outbox.c.id)
-        .limit(limit)
+    rows = await lease_rows(
+        conn,
+        outbox,
+        and_(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now),
+        outbox.c.id,
+        or_(
+            outbox.c.lease_until.is_(None),
+            outbox.c.lease_until < now,
+            outbox.c.lease_owner == owner,
+        ),
+        owner=owner,
+        until=now + lease,
+        limit=limit,
+        returning=[outbox.c.id, outbox.c.channel, outbox.c.payload, outbox.c.attempts],
     )
-    if dialect_name(conn) == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = [r[0] for r in (await conn.execute(due)).all()]
-    if not ids:
-        return []
-    result = await conn.execute(
-        update(outbox)
-        .where(
-            outbox.c.id.in_(ids),
-            or_(
-                outbox.c.lease_until.is_(None),
-                outbox.c.lease_until < now,
-                outbox.c.lease_owner == owner,
-            ),
-        )
-        .values(lease_owner=owner, lease_until=now + lease)
-        .returning(outbox.c.id, outbox.c.channel, outbox.c.payload, outbox.c.attempts)
-    )
-    return sorted(result.all(), key=lambda r: r.id)
+    return sorted(rows, key=lambda r: r.id)
 
 
 async def finish(
