@@ -57,6 +57,10 @@ class Settings(BaseModel):
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: float = Field(default=120.0, gt=0)
     action_timeout_seconds: float = Field(default=60.0, gt=0)
+    # At most this many actions start per window, across all replicas (0: no budget); the
+    # rest are escalated with reason "budget".
+    action_budget: int = Field(default=0, ge=0)
+    action_budget_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
     default_verify_seconds: float = Field(default=300.0, ge=0)
     ingest_max_batch: int = Field(default=512, ge=1)

@@ -115,6 +115,7 @@ class EscalationReason(enum.StrEnum):
     REFUSED = "refused"
     NOT_RETRYABLE = "not_retryable"
     APPROVAL_TIMEOUT = "approval_timeout"
+    BUDGET = "budget"  # the global action budget for the window was spent
     DENIED = "denied"
 
 

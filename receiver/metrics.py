@@ -22,7 +22,7 @@ _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 # wait-and-retry playbook.
 _HEAL_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600)
 NO_PLAYBOOK = "none"
-GUARDS = ("slot", "max_retries", "target_busy", "cooldown", "approval")
+GUARDS = ("slot", "max_retries", "target_busy", "cooldown", "approval", "budget")
 RESOLVED_HOW = ("alert_resolved", "quiet", "task_success")
 
 

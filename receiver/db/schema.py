@@ -235,3 +235,12 @@ knowledge = Table(
     Column("last_success_at", UTCDateTime(), nullable=True),
     UniqueConstraint("error_type", "signature", "playbook_id"),
 )
+
+action_budget = Table(
+    "action_budget",
+    metadata,
+    # Actions started per fixed window, across replicas: taking one is a conditional UPDATE
+    # (used < budget), so an alert storm cannot restart more than the budget allows.
+    Column("window_start", UTCDateTime(), primary_key=True),
+    Column("used", Integer, nullable=False, default=0),
+)

@@ -29,6 +29,7 @@ REASONS = {
     "refused": "a label value failed its safety check; nothing was executed",
     "not_retryable": "the repair failed in a way retrying cannot fix",
     "approval_timeout": "nobody approved the repair in time",
+    "budget": "the action budget was spent (an alert storm?); nothing was executed",
     "denied": "the repair was denied",
 }
 

@@ -1,6 +1,7 @@
 """Guards, checked in the store in order before an action may run: the slot check, max
-retries, dry run, a person's approval (when the playbook requires one), one action per
-target, cooldown per (playbook, target)."""
+retries, dry run, a person's approval (when the playbook requires one), the global action
+budget, one action per target, cooldown per (playbook, target). A budget unit taken for an
+action that a later guard holds back is given back in the same transaction."""
 
 from __future__ import annotations
 
@@ -55,11 +56,24 @@ async def pass_guards(
     if playbook.approval_required and not approval.approved(row, attempt):
         await approval.request(ctx, conn, row, plan, attempt, now)
         return None
+    settings = ctx.settings
+    if settings.action_budget and not await repo.take_budget(
+        conn, now, settings.action_budget, settings.action_budget_window_seconds
+    ):
+        output = (
+            f"action budget spent: {settings.action_budget} per "
+            f"{settings.action_budget_window_seconds:g}s; would run {plan.action_detail}"
+        )
+        await write_log(ctx, conn, row, plan, HealResult.SKIPPED, now, "budget", output)
+        ctx.metrics.guard_refusals.labels("budget").inc()
+        await escalate(ctx, conn, row, EscalationReason.BUDGET, now, plan.playbook_id)
+        return None
     # One action at a time per target, across replicas; held past the action timeout so a
     # replica that dies holding it frees the target by itself.
     hold = timedelta(seconds=ctx.settings.action_timeout_seconds + 30)
     if not await repo.lock_target(conn, plan.target, row["id"], ctx.owner, now, hold):
         output = f"another incident is acting on {plan.target}"
+        await _refund(ctx, conn, now)
         await defer(ctx, conn, row, plan, "target_busy", output, now + BUSY_RETRY, now)
         return None
     cooldown = timedelta(minutes=playbook.cooldown_minutes)
@@ -69,6 +83,12 @@ async def pass_guards(
     if free_at is not None:
         await repo.unlock_target(conn, plan.target, row["id"])
         output = f"{plan.target} in cooldown for {playbook.name!r} until {free_at.isoformat()}"
+        await _refund(ctx, conn, now)
         await defer(ctx, conn, row, plan, "cooldown", output, free_at, now)
         return None
     return attempt
+
+
+async def _refund(ctx: StepContext, conn: Any, now: datetime) -> None:
+    if ctx.settings.action_budget:
+        await repo.refund_budget(conn, now, ctx.settings.action_budget_window_seconds)

@@ -14,7 +14,13 @@ the transaction.
 """
 
 from receiver.db.repo import knowledge, outbox, outcomes
-from receiver.db.repo.guards import lock_target, take_cooldown, unlock_target
+from receiver.db.repo.guards import (
+    lock_target,
+    refund_budget,
+    take_budget,
+    take_cooldown,
+    unlock_target,
+)
 from receiver.db.repo.heal_logs import (
     add_heal_log,
     fail_interrupted,
@@ -60,11 +66,13 @@ __all__ = [
     "outbox",
     "outcomes",
     "plan_ingest",
+    "refund_budget",
     "release",
     "resolve",
     "resolve_task",
     "status_summary",
     "sync_playbooks",
+    "take_budget",
     "take_cooldown",
     "unlock_target",
     "update_incident",

@@ -1,14 +1,15 @@
-"""Guard rows held in the store so they hold across replicas: cooldowns, target locks."""
+"""Guard rows held in the store so they hold across replicas: cooldowns, target locks, the
+global action budget."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import insert_into
-from receiver.db.schema import cooldowns, target_locks
+from receiver.db.schema import action_budget, cooldowns, target_locks
 
 
 async def take_cooldown(
@@ -81,4 +82,42 @@ async def unlock_target(conn: AsyncConnection, target: str, incident_id: int) ->
         delete(target_locks).where(
             target_locks.c.target == target, target_locks.c.incident_id == incident_id
         )
+    )
+
+
+def budget_window(now: datetime, window_seconds: float) -> datetime:
+    """The start of the fixed window ``now`` falls in."""
+    epoch = now.timestamp()
+    return datetime.fromtimestamp(epoch - epoch % window_seconds, tz=UTC)
+
+
+async def take_budget(
+    conn: AsyncConnection, now: datetime, budget: int, window_seconds: float
+) -> bool:
+    """One action from this window's budget; False when it is spent."""
+    start = budget_window(now, window_seconds)
+    created = await conn.execute(
+        insert_into(conn, action_budget).values(window_start=start, used=0).on_conflict_do_nothing()
+    )
+    if created.rowcount:  # a new window: forget the old ones
+        await conn.execute(
+            delete(action_budget).where(action_budget.c.window_start < start - timedelta(hours=1))
+        )
+    taken = await conn.execute(
+        update(action_budget)
+        .where(action_budget.c.window_start == start, action_budget.c.used < budget)
+        .values(used=action_budget.c.used + 1)
+    )
+    return bool(taken.rowcount)
+
+
+async def refund_budget(conn: AsyncConnection, now: datetime, window_seconds: float) -> None:
+    """Give back a unit taken in this transaction whose action will not run after all."""
+    await conn.execute(
+        update(action_budget)
+        .where(
+            action_budget.c.window_start == budget_window(now, window_seconds),
+            action_budget.c.used > 0,
+        )
+        .values(used=action_budget.c.used - 1)
     )
