@@ -93,3 +93,23 @@ async def test_url_outside_the_allow_list_fails_check(
     settings = make_settings(http_allow=["http://127.0.0.1:9/jobs/"])
     with pytest.raises(PlaybookError, match="allow-listed base URL"):
         load_files(playbooks_dir(playbook("http://evil.example/x")), settings.param_scope())
+
+
+def test_target_names_what_the_call_acts_on() -> None:
+    """Locks and cooldowns are per target: a named one (from a label), else the URL."""
+    import pytest
+    from pydantic import ValidationError
+
+    from receiver.actions.http import HTTPCall, HTTPParams
+
+    scope = {"http_allow": ("http://jobs.internal/",)}
+    named = HTTPParams.model_validate(
+        {"url": "http://jobs.internal/run", "target": "job-7"}, context=scope
+    )
+    assert HTTPCall().target(named) == "http:job-7"
+    plain = HTTPParams.model_validate({"url": "http://jobs.internal/run"}, context=scope)
+    assert HTTPCall().target(plain) == "http:http://jobs.internal/run"
+    with pytest.raises(ValidationError):
+        HTTPParams.model_validate(
+            {"url": "http://jobs.internal/run", "target": "x; rm -rf /"}, context=scope
+        )

@@ -47,6 +47,7 @@ def _known_host(value: str, info: ValidationInfo) -> str:
 
 ContainerName = Annotated[str, _slot(DOCKER_NAME, "container name")]
 ServiceName = Annotated[str, _slot(DOCKER_NAME, "service name")]
+TargetName = Annotated[str, _slot(DOCKER_NAME, "target name")]  # what a call acts on
 AbsolutePath = Annotated[str, _slot(ABS_PATH, "absolute path")]
 HostName = Annotated[str, AfterValidator(_known_host)]
 

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from receiver.actions.base import ActionContext, ActionOutcome, ActionParams
+from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, TargetName
 from receiver.retry import TransientError, with_retries
 
 MAX_BODY = 65_536
@@ -17,6 +17,9 @@ class HTTPParams(ActionParams):
     method: Literal["GET", "POST", "PUT"] = "POST"
     # JSON body; string values may hold ${labels.NAME} slots (sent as data, never executed).
     body: dict[str, Any] | None = None
+    # What the call acts on, for the per-target lock and cooldown (e.g. the job it restarts:
+    # "${labels.job}"); without it, the URL is the target and calls to it run one at a time.
+    target: TargetName | None = None
 
     @field_validator("url")
     @classmethod
@@ -34,7 +37,7 @@ class HTTPCall:
     params_model: ClassVar[type[ActionParams]] = HTTPParams
 
     def target(self, params: HTTPParams) -> str:
-        return f"http:{params.url}"
+        return f"http:{params.target}" if params.target else f"http:{params.url}"
 
     def describe(self, params: HTTPParams) -> str:
         return f"{params.method} {params.url}"
