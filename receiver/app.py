@@ -32,6 +32,7 @@ from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
 from receiver.resources import DockerClients, Resources, SSHPool
+from receiver.retention import Pruner
 from receiver.worker import HealWorker
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    """Ingest writer, heal worker, outbox sender and Alertmanager escalator (the last three
-    on worker replicas only, the sender and escalator only when configured)."""
+    """Ingest writer, heal worker, outbox sender, Alertmanager escalator and pruner (all but
+    the first on worker replicas only; the sender and escalator only when configured)."""
     settings = app[appkeys.SETTINGS]
     escalator = Escalator(settings, app[appkeys.DATABASE]) if settings.alertmanager_urls else None
     on_escalated = escalator.wake if escalator is not None else (lambda: None)
@@ -128,6 +129,9 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
             if escalator is not None:
                 app[appkeys.ESCALATOR] = escalator
                 await stack.enter_async_context(escalator.running())
+            pruner = Pruner(settings, app[appkeys.DATABASE])
+            app[appkeys.PRUNER] = pruner
+            await stack.enter_async_context(pruner.running())
         yield
 
 

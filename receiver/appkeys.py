@@ -14,6 +14,7 @@ from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
 from receiver.resources import Resources
+from receiver.retention import Pruner
 from receiver.worker import HealWorker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,4 +27,5 @@ WORKER = web.AppKey("worker", HealWorker)
 RESOURCES = web.AppKey("resources", Resources)
 SENDER = web.AppKey("sender", OutboxSender)
 ESCALATOR = web.AppKey("escalator", Escalator)
+PRUNER = web.AppKey("pruner", Pruner)
 TELEGRAM = web.AppKey("telegram", TelegramNotifier)  # answers approval button presses

@@ -61,6 +61,11 @@ class Settings(BaseModel):
     # rest are escalated with reason "budget".
     action_budget: int = Field(default=0, ge=0)
     action_budget_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # History kept, in days (0: forever); pruned in the background every interval.
+    retention_signals_days: float = Field(default=7, ge=0)
+    retention_outbox_days: float = Field(default=7, ge=0)
+    retention_incidents_days: float = Field(default=90, ge=0)  # ended ones, with heal logs
+    retention_interval_seconds: float = Field(default=3600, gt=0)
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
     default_verify_seconds: float = Field(default=300.0, ge=0)
     ingest_max_batch: int = Field(default=512, ge=1)

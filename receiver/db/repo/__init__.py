@@ -13,7 +13,7 @@ the transaction.
   them with the notification wherever a repair ends.
 """
 
-from receiver.db.repo import knowledge, outbox, outcomes
+from receiver.db.repo import knowledge, outbox, outcomes, retention
 from receiver.db.repo.guards import (
     lock_target,
     refund_budget,
@@ -70,6 +70,7 @@ __all__ = [
     "release",
     "resolve",
     "resolve_task",
+    "retention",
     "status_summary",
     "sync_playbooks",
     "take_budget",
