@@ -49,6 +49,7 @@ class Metrics:
     escalations: Counter
     guard_refusals: Counter
     notifications: Counter
+    claims: Counter
     ingest_batch: Histogram
     store: StoreGauges
     playbooks_loaded: Gauge
@@ -135,6 +136,12 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             "notifications",
             "Outbox rows settled, by channel and result (sent, retry, failed)",
             ["channel", "result"],
+        ),
+        claims=Counter(
+            "worker_claims",
+            "Incidents this replica's worker leased (claims per replica: who does the work)",
+            namespace=ns,
+            registry=registry,
         ),
         ingest_batch=Histogram(
             "ingest_batch_signals",

@@ -30,6 +30,8 @@ REQUIRED = {
     "Action duration p95",
     "Worker backlog",
     "Notifications",
+    "Claims per replica",
+    "Attempts per replica",
 }
 
 

@@ -101,6 +101,7 @@ class HealWorker:
             return 0
         async with self.db.transaction() as conn:
             ids = await repo.claim(conn, self.owner, at, self._lease, free)
+        self.ctx.metrics.claims.inc(len(ids))
         for incident_id in ids:
             task = asyncio.create_task(self._guarded_step(incident_id))
             self._inflight.add(task)
