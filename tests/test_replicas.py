@@ -7,135 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from tests.conftest import ROOT, TOKEN, load_fixture, until
-from tests.realprograms import free_port, listening
+from tests.conftest import TOKEN, until
+from tests.realprograms import listening
+from tests.serving import Replica, Runner, get, oom_group, runner, start_replica, write_config
 
-
-@dataclass
-class Runner:
-    """The job runner the playbook calls: counts calls per target; a target may hang once."""
-
-    calls: collections.Counter[str] = field(default_factory=collections.Counter)
-    hang_once: set[str] = field(default_factory=set)
-    base: str = ""
-
-    async def heal(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        target = body["target"]
-        self.calls[target] += 1
-        if target in self.hang_once:
-            self.hang_once.discard(target)
-            await asyncio.sleep(60)  # the replica dies meanwhile
-        return web.json_response({"restarted": target})
-
-
-@pytest.fixture
-async def runner(aiohttp_server: Any) -> AsyncIterator[Runner]:
-    state = Runner()
-    app = web.Application()
-    app.router.add_post("/heal", state.heal)
-    server = await aiohttp_server(app)
-    state.base = str(server.make_url("")).rstrip("/")
-    yield state
-
-
-def write_config(tmp: Path, runner: Runner) -> Path:
-    folder = tmp / "playbooks"
-    folder.mkdir(exist_ok=True)
-    (folder / "classifiers.yaml").write_text((ROOT / "playbooks" / "classifiers.yaml").read_text())
-    playbook = {
-        "playbooks": [
-            {
-                "name": "restart via runner",
-                "error_type": "OOM",
-                "matchers": ['container=~".+"'],
-                "action": {
-                    "type": "http",
-                    "params": {
-                        "url": f"{runner.base}/heal",
-                        "body": {"target": "${labels.container}"},
-                        "target": "${labels.container}",
-                    },
-                },
-                "cooldown_minutes": 0,
-                "max_retries": 3,
-                "verify_seconds": 600,
-            }
-        ]
-    }
-    (folder / "runner.yaml").write_text(json.dumps(playbook))
-    config = tmp / "autoheal.yaml"
-    config.write_text(json.dumps({"http_allow": [f"{runner.base}/"], "playbooks": str(folder)}))
-    return config
-
-
-@dataclass
-class Replica:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def start_replica(tmp: Path, name: str, database_url: str, config: Path) -> Replica:
-    port = free_port()
-    env = {
-        **os.environ,
-        "AUTOHEAL_LISTEN": f"127.0.0.1:{port}",
-        "AUTOHEAL_AUTH_TOKEN": TOKEN,
-        "AUTOHEAL_DATABASE_URL": database_url,
-        "AUTOHEAL_DOCKER_URL": "",
-        "AUTOHEAL_REPLICA_ID": name,
-        "AUTOHEAL_WORKER_POLL_SECONDS": "0.2",
-        "AUTOHEAL_LEASE_SECONDS": "3",
-        "AUTOHEAL_RETRY_BACKOFF_SECONDS": "0",
-    }
-    with (tmp / f"{name}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "receiver", "--config", str(config), "serve"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=log,
-        )
-    return Replica(name, port, process)
-
-
-async def get(http: aiohttp.ClientSession, replica: Replica, path: str, **params: Any) -> Any:
-    async with http.get(f"{replica.url}{path}", params=params) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-def oom_group(containers: list[str]) -> dict[str, Any]:
-    payload = load_fixture("firing.json")
-    base = payload["alerts"][0]
-    payload["alerts"] = [
-        {
-            **base,
-            "fingerprint": f"fp-{c}",
-            "labels": {"alertname": "ContainerOOMKilled", "container": c, "severity": "critical"},
-        }
-        for c in containers
-    ]
-    return payload
+__all__ = ["runner"]  # the fixture, used by name
 
 
 @pytest.fixture
