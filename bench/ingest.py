@@ -8,6 +8,10 @@ ratios) for every scenario, and autoheal's peak RSS. Figures, not
 assertions: the machine is shared and noisy, so compare the ratios of one run.
 
     python bench/ingest.py [--seconds 5] [--rounds 3] [--connections 32]
+    python bench/ingest.py --store postgresql --replicas 3   # several replicas, one database
+
+With several replicas the client's connections are spread over them (as a load balancer
+would); CPU per alert adds up all replicas, loop busy is the busiest replica's.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ async def wait_ready(url: str, timeout: float = 30) -> None:
 
 
 async def drive(
-    url: str, n_alerts: int, unique: bool, seconds: float, conns: int
+    urls: list[str], n_alerts: int, unique: bool, seconds: float, conns: int
 ) -> dict[str, float]:
     """Closed loop: `conns` clients send back to back for `seconds`."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
@@ -127,7 +131,7 @@ async def drive(
                 body = payload(n_alerts, True)
             i += conns
             t0 = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as resp:
+            async with session.post(urls[k % len(urls)], data=body, headers=headers) as resp:
                 await resp.read()
                 if resp.status != 200:
                     errors += 1
@@ -146,6 +150,17 @@ async def drive(
         "requests": len(latencies),
         "errors": errors,
     }
+
+
+async def pg_admin(sql: str) -> None:
+    import asyncpg
+
+    dsn = os.environ.get("AUTOHEAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
@@ -172,28 +187,49 @@ async def main() -> int:
         default=3,
         help="runs per server and scenario, interleaved; medians are printed",
     )
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-"))
-    bare_port, heal_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOHEAL_")}
-    env.update(
+    bare_port = free_port()
+    heal_ports = [free_port() for _ in range(args.replicas)]
+    dbname = f"autoheal_bench_{uuid.uuid4().hex[:8]}"
+    if args.store == "postgresql":
+        await pg_admin(f'CREATE DATABASE "{dbname}"')
+        database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{dbname}"
+    else:
+        database_url = f"sqlite+aiosqlite:///{tmp}/autoheal.db"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOHEAL_")}
+    base_env.update(
         {
-            "AUTOHEAL_LISTEN": f"127.0.0.1:{heal_port}",
-            "AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/autoheal.db",
+            "AUTOHEAL_DATABASE_URL": database_url,
             "AUTOHEAL_AUTH_TOKEN": TOKEN,
             "AUTOHEAL_LOG_LEVEL": "WARNING",
         }
     )
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
-    heal = subprocess.Popen([sys.executable, "-m", "receiver", "serve"], env=env, cwd=ROOT)
+    heals = [
+        subprocess.Popen(
+            [sys.executable, "-m", "receiver", "serve"],
+            env={
+                **base_env,
+                "AUTOHEAL_LISTEN": f"127.0.0.1:{port}",
+                "AUTOHEAL_REPLICA_ID": f"r{i}",
+            },
+            cwd=ROOT,
+        )
+        for i, port in enumerate(heal_ports)
+    ]
     try:
         await wait_ready(f"http://127.0.0.1:{bare_port}/api/v1/alerts")
-        await wait_ready(f"http://127.0.0.1:{heal_port}/readyz")
+        for port in heal_ports:
+            await wait_ready(f"http://127.0.0.1:{port}/readyz")
         scenarios = [(1, True), (1, False), (10, True), (10, False)]
         print(
             f"{args.connections} connections, {args.rounds} x {args.seconds:g}s per server and "
-            f"scenario (medians; ratio range in brackets), SQLite at {tmp}"
+            f"scenario (medians; ratio range in brackets), {args.replicas} autoheal "
+            f"replica(s) on {args.store}"
         )
         print(
             f"{'scenario':<24}{'server':<10}{'alerts/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -202,22 +238,29 @@ async def main() -> int:
         for n_alerts, unique in scenarios:
             name = f"{n_alerts} alert{'s' if n_alerts > 1 else ''}/req, {'unique' if unique else 'resend'}"
             runs: dict[str, list[dict[str, float]]] = {"bare": [], "autoheal": []}
-            servers = {"bare": (bare_port, bare.pid), "autoheal": (heal_port, heal.pid)}
+            servers = {
+                "bare": ([bare_port], [bare.pid]),
+                "autoheal": (heal_ports, [h.pid for h in heals]),
+            }
             for round_no in range(args.rounds):
                 # Alternate who goes first, so a drift in the machine's speed hits both alike.
                 order = ["bare", "autoheal"] if round_no % 2 == 0 else ["autoheal", "bare"]
                 for server in order:
-                    port, pid = servers[server]
-                    url = f"http://127.0.0.1:{port}/api/v1/alerts"
-                    await drive(url, n_alerts, unique, min(1.0, args.seconds), args.connections)
-                    cpu_before, loop_before = cpu_seconds(pid), cpu_seconds(pid, pid)
+                    ports, pids = servers[server]
+                    urls = [f"http://127.0.0.1:{port}/api/v1/alerts" for port in ports]
+                    await drive(urls, n_alerts, unique, min(1.0, args.seconds), args.connections)
+                    cpu_before = [cpu_seconds(pid) for pid in pids]
+                    loop_before = [cpu_seconds(pid, pid) for pid in pids]
                     started = time.monotonic()
-                    result = await drive(url, n_alerts, unique, args.seconds, args.connections)
+                    result = await drive(urls, n_alerts, unique, args.seconds, args.connections)
+                    took = time.monotonic() - started
                     alerts = result["requests"] * n_alerts
-                    result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / alerts * 1e6
+                    cpu = sum(cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True))
+                    result["cpu_us"] = cpu / alerts * 1e6
                     # The event loop's thread: near 1.0, it is what limits the server.
-                    result["loop_busy"] = (cpu_seconds(pid, pid) - loop_before) / (
-                        time.monotonic() - started
+                    result["loop_busy"] = max(
+                        (cpu_seconds(p, p) - b) / took
+                        for p, b in zip(pids, loop_before, strict=True)
                     )
                     runs[server].append(result)
             ratios = [
@@ -241,16 +284,19 @@ async def main() -> int:
                     f"{(f'{statistics.median(ratios):.2f}' if server == 'autoheal' else ''):>8}"
                     f"{spread}"
                 )
-        print(f"autoheal peak RSS: {peak_rss_mb(heal.pid):.1f} MB")
+        rss = ", ".join(f"{peak_rss_mb(h.pid):.1f}" for h in heals)
+        print(f"autoheal peak RSS per replica: {rss} MB")
     finally:
-        for proc in (bare, heal):
+        for proc in (bare, *heals):
             proc.terminate()
-        for proc in (bare, heal):
+        for proc in (bare, *heals):
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.store == "postgresql":
+            await pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     return 0
 
 
