@@ -58,17 +58,16 @@ async def record(
     ctx.metrics.heal_attempts.labels(playbook.name, playbook.action_type, result.value).inc()
     ctx.metrics.action_duration.labels(playbook.action_type, result.value).observe(duration)
     async with ctx.db.transaction() as conn:
-        if outcome.detail is not None:
-            await repo.finish_heal_log(conn, log_id, action_detail=outcome.detail)
-        await repo.finish_heal_log(
-            conn,
-            log_id,
-            result=result.value,
-            result_output=outcome.output[-MAX_OUTPUT:],
-            duration_ms=int(duration * 1000),
-            finished_at=at,
-            reason=None if outcome.ok or outcome.retryable else "not_retryable",
-        )
+        finished: dict[str, Any] = {
+            "result": result.value,
+            "result_output": outcome.output[-MAX_OUTPUT:],
+            "duration_ms": int(duration * 1000),
+            "finished_at": at,
+            "reason": None if outcome.ok or outcome.retryable else "not_retryable",
+        }
+        if outcome.detail is not None:  # what actually ran, when the action knows better
+            finished["action_detail"] = outcome.detail
+        await repo.finish_heal_log(conn, log_id, **finished)
         await repo.count_playbook(conn, playbook_id, outcome.ok)
         if not outcome.ok:
             await conn.run_sync(repo.outcomes.not_healed, [row["id"]], at)

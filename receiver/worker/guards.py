@@ -77,8 +77,10 @@ async def pass_guards(
         await defer(ctx, conn, row, plan, "target_busy", output, now + BUSY_RETRY, now)
         return None
     cooldown = timedelta(minutes=playbook.cooldown_minutes)
-    free_at = await repo.take_cooldown(
-        conn, plan.playbook_id, plan.target, row["id"], cooldown, now
+    free_at = (
+        await repo.take_cooldown(conn, plan.playbook_id, plan.target, row["id"], cooldown, now)
+        if cooldown
+        else None  # no cooldown: nothing to take
     )
     if free_at is not None:
         await repo.unlock_target(conn, plan.target, row["id"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +47,22 @@ def incident_signal(row: Mapping[str, Any]) -> Signal:
     )
 
 
+def matching(catalog: Catalog, row: Mapping[str, Any]) -> list[Playbook]:
+    """The playbooks that match the incident, as declared (priority, then specificity)."""
+    return candidates(catalog.playbooks, incident_signal(row))
+
+
 def make_plan(
     catalog: Catalog,
     row: Mapping[str, Any],
     scope: Any,
+    found: Sequence[Playbook],
     learned: Mapping[int, Record] | None = None,
 ) -> EscalationReason | Plan:
-    """Pick the playbook and fill its parameters; NO_PLAYBOOK when none matches. Several
-    matching: the best learned success rate for this fault first (``learned``, by playbook
-    id), then as declared."""
-    found = order_by_knowledge(
-        candidates(catalog.playbooks, incident_signal(row)), catalog.ids, learned or {}
-    )
+    """Pick among the ``found`` playbooks and fill its parameters; NO_PLAYBOOK when none
+    matches. Several: the best learned success rate for this fault first (``learned``, by
+    playbook id), then as declared."""
+    found = order_by_knowledge(found, catalog.ids, learned or {})
     if not found:
         return EscalationReason.NO_PLAYBOOK
     playbook = found[0]

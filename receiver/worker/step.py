@@ -16,7 +16,7 @@ from receiver.worker.act import record, run_action
 from receiver.worker.approval import waiting
 from receiver.worker.context import StepContext, now
 from receiver.worker.guards import pass_guards
-from receiver.worker.plan import make_plan
+from receiver.worker.plan import make_plan, matching
 from receiver.worker.records import escalate, write_log
 from receiver.worker.verify import judge
 
@@ -43,8 +43,14 @@ async def step(ctx: StepContext, catalog: Catalog, incident_id: int) -> None:
             if not await judge(ctx, conn, row, catalog.names, at):
                 return
             exhausted = EscalationReason.NOT_HEALED
-        learned = await repo.knowledge.records_for(conn, row["error_type"], row["signature"])
-        plan = make_plan(catalog, row, ctx.scope, learned)
+        found = matching(catalog, row)
+        # What was learned orders several matching playbooks; with one, there is no choice.
+        learned = (
+            await repo.knowledge.records_for(conn, row["error_type"], row["signature"])
+            if len(found) > 1
+            else None
+        )
+        plan = make_plan(catalog, row, ctx.scope, found, learned)
         if isinstance(plan, EscalationReason):
             await escalate(ctx, conn, row, plan, at)
             return
