@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiver import appkeys
-from receiver.approval import NotAwaiting, decide
+from receiver.approval import Decision, NotAwaiting, decide
 from receiver.catalog import load_catalog
 from receiver.config import Settings
 from receiver.db import repo
@@ -235,26 +235,34 @@ def _incident_id(request: web.Request) -> int:
     return incident_id
 
 
+async def _record_decision(
+    app: web.Application, incident_id: int, approve: bool, by: str, attempt: int | None = None
+) -> Decision:
+    """Record it (raises NotAwaiting); an approval is run by this replica's worker at once."""
+    decision = await decide(
+        app[appkeys.DATABASE],
+        app[appkeys.METRICS],
+        notify_scope(app[appkeys.SETTINGS]),
+        incident_id,
+        approve=approve,
+        by=by,
+        attempt=attempt,
+    )
+    if approve and appkeys.WORKER in app:
+        app[appkeys.WORKER].wake()
+    return decision
+
+
 async def _decide(request: web.Request, approve: bool) -> web.Response:
     incident_id = _incident_id(request)
     by = "api"
     if request.can_read_body:
         body = await _parse(request, DecisionReport)
         by = body.by or by
-    app = request.app
     try:
-        decision = await decide(
-            app[appkeys.DATABASE],
-            app[appkeys.METRICS],
-            notify_scope(app[appkeys.SETTINGS]),
-            incident_id,
-            approve=approve,
-            by=f"{by} (api)",
-        )
+        decision = await _record_decision(request.app, incident_id, approve, f"{by} (api)")
     except NotAwaiting as exc:
         raise _problem(409, "not_awaiting_approval", str(exc), incident_status=exc.status) from exc
-    if approve and appkeys.WORKER in app:
-        app[appkeys.WORKER].wake()
     status = "approved" if approve else "denied"
     return _json({"status": status, "incident": decision.incident_id, "by": decision.by})
 
@@ -292,19 +300,10 @@ async def telegram_updates(request: web.Request) -> web.Response:
     if answer is None:
         action, incident, attempt = query.data.split(":")
         who = f"{query.sender.username or query.sender.id} (telegram {query.sender.id})"
+        approve = action == "approve"
         try:
-            await decide(
-                request.app[appkeys.DATABASE],
-                request.app[appkeys.METRICS],
-                notify_scope(settings),
-                int(incident),
-                approve=action == "approve",
-                by=who,
-                attempt=int(attempt),
-            )
-            answer = f"incident {incident}: {'approved' if action == 'approve' else 'denied'}"
-            if action == "approve" and appkeys.WORKER in request.app:
-                request.app[appkeys.WORKER].wake()
+            await _record_decision(request.app, int(incident), approve, who, int(attempt))
+            answer = f"incident {incident}: {'approved' if approve else 'denied'}"
         except NotAwaiting:
             answer = f"incident {incident} is no longer waiting for this decision"
     else:

@@ -24,7 +24,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import open_database
 from receiver.db.migrate import ensure_schema
-from receiver.domain import ACTIVE_STATUSES, IncidentStatus
+from receiver.domain import UNRESOLVED_STATUSES
 from receiver.ingest import Ingestor
 from receiver.metrics import build_metrics
 from receiver.notify import build_notifiers, notify_scope
@@ -148,7 +148,7 @@ async def metrics_view(request: web.Request) -> web.Response:
     except (SQLAlchemyError, OSError) as exc:
         log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
     else:
-        for status in _GAUGED:
+        for status in UNRESOLVED_STATUSES:
             count, oldest = summary.get(status.value, (0, None))
             gauges.incidents.labels(status.value).set(count)
             gauges.oldest.labels(status.value).set(_age(now, oldest))
@@ -157,9 +157,6 @@ async def metrics_view(request: web.Request) -> web.Response:
         gauges.notifications_pending.set(unsent)
     body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-_GAUGED = (*ACTIVE_STATUSES, IncidentStatus.ESCALATED)
 
 
 def _age(now: datetime, since: datetime | None) -> float:

@@ -88,6 +88,8 @@ ACTIVE_STATUSES = (
     IncidentStatus.VERIFYING,
     IncidentStatus.AWAITING_APPROVAL,
 )
+# Not yet resolved: what a resolve may close, and what the incidents gauge counts.
+UNRESOLVED_STATUSES = (*ACTIVE_STATUSES, IncidentStatus.ESCALATED)
 
 
 class HealResult(enum.StrEnum):

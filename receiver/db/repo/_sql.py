@@ -10,10 +10,10 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.domain import ACTIVE_STATUSES, IncidentStatus
+from receiver.domain import ACTIVE_STATUSES, UNRESOLVED_STATUSES
 
 ACTIVE = [s.value for s in ACTIVE_STATUSES]
-RESOLVABLE = [*ACTIVE, IncidentStatus.ESCALATED.value]
+RESOLVABLE = [s.value for s in UNRESOLVED_STATUSES]
 
 
 def dialect_name(conn: AsyncConnection) -> str:

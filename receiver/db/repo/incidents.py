@@ -178,10 +178,6 @@ async def list_incidents(
     return [dict(r._mapping) for r in rows], int(total or 0)
 
 
-# Statuses the incidents gauge reports: resolved is all of history (counted by a counter).
-_GAUGED = [*ACTIVE, IncidentStatus.ESCALATED.value]
-
-
 async def status_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime | None]]:
     """Per status (resolved aside): how many, and the oldest last change among them.
 
@@ -191,7 +187,8 @@ async def status_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime
     rows = (
         await conn.execute(
             select(incidents.c.status, func.count(), func.min(incidents.c.updated_at))
-            .where(incidents.c.status.in_(_GAUGED))
+            # Not resolved: resolved is all of history (counted by a counter instead).
+            .where(incidents.c.status.in_(RESOLVABLE))
             .group_by(incidents.c.status)
         )
     ).all()
@@ -212,14 +209,19 @@ async def backlog(conn: AsyncConnection, now: datetime) -> tuple[int, datetime |
     return int(row[0]), row[1]
 
 
+def with_playbook_name() -> Any:
+    """SELECT incidents with their playbook's name as ``playbook_name`` (None without one)."""
+    return select(incidents, playbooks.c.name.label("playbook_name")).select_from(
+        incidents.outerjoin(playbooks, incidents.c.playbook_id == playbooks.c.id)
+    )
+
+
 async def escalations(
     conn: AsyncConnection, resolved_since: datetime, limit: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Incidents escalated now (newest first, at most ``limit``), and those once escalated
     that resolved since ``resolved_since``: what Alertmanager's AutoHealEscalated alerts show."""
-    columns = select(incidents, playbooks.c.name.label("playbook_name")).select_from(
-        incidents.outerjoin(playbooks, incidents.c.playbook_id == playbooks.c.id)
-    )
+    columns = with_playbook_name()
     escalated = (
         await conn.execute(
             columns.where(incidents.c.status == IncidentStatus.ESCALATED.value)

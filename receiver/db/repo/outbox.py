@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo import knowledge
 from receiver.db.repo._sql import lease_rows
-from receiver.db.schema import heal_logs, incidents, outbox, playbooks
+from receiver.db.repo.incidents import with_playbook_name
+from receiver.db.schema import heal_logs, incidents, outbox
 from receiver.domain import HealResult
 from receiver.notify.base import Event, Notice, NotifyScope
 
@@ -73,10 +74,7 @@ def build_notices(
     """Notices from the incidents as this transaction sees them, with their last attempt."""
     ids = list(incident_ids)
     found = conn.execute(
-        select(incidents, playbooks.c.name.label("playbook_name"))
-        .select_from(incidents.outerjoin(playbooks, incidents.c.playbook_id == playbooks.c.id))
-        .where(incidents.c.id.in_(ids))
-        .order_by(incidents.c.id)
+        with_playbook_name().where(incidents.c.id.in_(ids)).order_by(incidents.c.id)
     ).all()
     last: dict[int, Any] = {}
     for attempt in conn.execute(
