@@ -205,7 +205,7 @@ async def list_incidents(request: web.Request) -> web.Response:
 async def get_incident(request: web.Request) -> web.Response:
     incident_id = _incident_id(request)
     async with request.app[appkeys.DATABASE].reading() as conn:
-        row = await repo.get_incident(conn, incident_id)
+        row = await conn.run_sync(repo.get_incident, incident_id)
         if row is None:
             raise _problem(404, "not_found", f"no incident {incident_id}")
         logs = await repo.incident_heal_logs(conn, incident_id)

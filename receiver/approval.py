@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
+
 from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.domain import EscalationReason, HealResult, IncidentStatus
@@ -44,43 +46,62 @@ async def decide(
 ) -> Decision:
     """Record the decision; raises NotAwaiting. ``attempt``: the request it answers (a
     Telegram button names one; a stale button must not approve a later request)."""
-    now = datetime.now(UTC)
-    async with db.transaction() as conn:
-        row = await repo.get_incident(conn, incident_id)
-        if (
-            row is None
-            or row["status"] != IncidentStatus.AWAITING_APPROVAL.value
-            or row["approval_state"] != "pending"
-            or (attempt is not None and attempt != row["approval_attempt"])
-        ):
-            raise NotAwaiting(incident_id, row["status"] if row else None)
-        result = HealResult.APPROVED if approve else HealResult.DENIED
-        await repo.add_heal_log(
+    decision, escalated = await db.run_in_transaction(
+        _decide, notify, incident_id, approve, by, attempt, datetime.now(UTC), short=True
+    )
+    if escalated:
+        metrics.escalations.labels(EscalationReason.DENIED.value).inc()
+    return decision
+
+
+def _decide(
+    conn: Connection,
+    notify: NotifyScope,
+    incident_id: int,
+    approve: bool,
+    by: str,
+    attempt: int | None,
+    now: datetime,
+) -> tuple[Decision, bool]:
+    row = repo.get_incident(conn, incident_id)
+    if (
+        row is None
+        or row["status"] != IncidentStatus.AWAITING_APPROVAL.value
+        or row["approval_state"] != "pending"
+        or (attempt is not None and attempt != row["approval_attempt"])
+    ):
+        raise NotAwaiting(incident_id, row["status"] if row else None)
+    result = HealResult.APPROVED if approve else HealResult.DENIED
+    repo.heal_logs.add(
+        conn,
+        [
+            {
+                "incident_id": incident_id,
+                "playbook_id": row["playbook_id"],
+                "action_type": "approval",
+                "action_detail": f"approval of attempt {row['approval_attempt']}",
+                "target": row["target"],
+                "result": result.value,
+                "reason": "approval",
+                "result_output": f"{result.value} by {by}",
+                "attempt": row["approval_attempt"],
+                "created_at": now,
+                "finished_at": now,
+            }
+        ],
+    )
+    decision = Decision(incident_id, approve, by, int(row["approval_attempt"]))
+    if approve:
+        approved = {"approval_state": "approved", "approval_by": by, "next_attempt_at": now}
+        repo.incidents.update_many(
             conn,
-            incident_id=incident_id,
-            playbook_id=row["playbook_id"],
-            action_type="approval",
-            action_detail=f"approval of attempt {row['approval_attempt']}",
-            target=row["target"],
-            result=result.value,
-            reason="approval",
-            result_output=f"{result.value} by {by}",
-            attempt=row["approval_attempt"],
-            created_at=now,
-            finished_at=now,
+            [(incident_id, approved)],
+            only_if_status=IncidentStatus.AWAITING_APPROVAL.value,
         )
-        if approve:
-            await repo.update_incident(
-                conn,
-                incident_id,
-                {"approval_state": "approved", "approval_by": by, "next_attempt_at": now},
-                only_if_status=[IncidentStatus.AWAITING_APPROVAL.value],
-            )
-        else:
-            await repo.update_incident(
-                conn, incident_id, {"approval_state": "denied", "approval_by": by}
-            )
-            if await repo.escalate(conn, row, EscalationReason.DENIED, now):
-                metrics.escalations.labels(EscalationReason.DENIED.value).inc()
-                await conn.run_sync(repo.outbox.notify, notify, Event.ESCALATED, [incident_id], now)
-    return Decision(incident_id, approve, by, int(row["approval_attempt"]))
+        return decision, False
+    repo.incidents.update_many(
+        conn, [(incident_id, {"approval_state": "denied", "approval_by": by})]
+    )
+    escalated = repo.incidents.escalate(conn, [row], EscalationReason.DENIED, now)
+    repo.outbox.notify(conn, notify, Event.ESCALATED, escalated, now)
+    return decision, bool(escalated)

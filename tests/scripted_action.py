@@ -24,6 +24,7 @@ class ScriptedParams(ActionParams):
 class Scripted:
     kind: ClassVar[str] = "scripted"
     params_model: ClassVar[type[ActionParams]] = ScriptedParams
+    exclusive: ClassVar[bool] = True
 
     def target(self, params: ScriptedParams) -> str:
         return f"container:{params.container}"

@@ -49,7 +49,7 @@ async def test_playbook_sync_is_idempotent_and_keeps_counts(store_url: str) -> N
         async with db.transaction() as conn:
             first = await repo.sync_playbooks(conn, seed, now)
         async with db.transaction() as conn:
-            await repo.count_playbook(conn, first["App OOM restart"], ok=True)
+            await conn.run_sync(repo.playbooks.count, {(first["App OOM restart"], True): 1})
             second = await repo.sync_playbooks(conn, seed, now)
         assert first == second
         changed = parse_playbooks(

@@ -17,6 +17,7 @@ class AlertOnlyParams(ActionParams):
 class AlertOnly:
     kind: ClassVar[str] = "alert_only"
     params_model: ClassVar[type[ActionParams]] = AlertOnlyParams
+    exclusive: ClassVar[bool] = False
 
     def target(self, params: AlertOnlyParams) -> str:
         return "notify"

@@ -95,6 +95,9 @@ class Action(Protocol):
 
     kind: ClassVar[str]
     params_model: ClassVar[type[ActionParams]]
+    # Whether the action changes its target: such actions run one at a time per target
+    # (a lock in the store). False for those that act on nothing (alert only, wait).
+    exclusive: ClassVar[bool]
 
     def target(self, params: Any) -> str:
         """What the action acts on: the key for cooldowns and per-target locks."""

@@ -25,6 +25,7 @@ class ComposeRestartParams(ActionParams):
 class ComposeRestart:
     kind: ClassVar[str] = "compose_restart"
     params_model: ClassVar[type[ActionParams]] = ComposeRestartParams
+    exclusive: ClassVar[bool] = True
 
     def target(self, params: ComposeRestartParams) -> str:
         return f"{params.host}/{params.service}"

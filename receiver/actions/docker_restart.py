@@ -26,6 +26,7 @@ class DockerRestartParams(ActionParams):
 class DockerRestart:
     kind: ClassVar[str] = "docker_restart"
     params_model: ClassVar[type[ActionParams]] = DockerRestartParams
+    exclusive: ClassVar[bool] = True
 
     def target(self, params: DockerRestartParams) -> str:
         return f"{params.host}/{params.container}"

@@ -25,6 +25,7 @@ class DockerStartParams(ActionParams):
 class DockerStart:
     kind: ClassVar[str] = "docker_start"
     params_model: ClassVar[type[ActionParams]] = DockerStartParams
+    exclusive: ClassVar[bool] = True
 
     def target(self, params: DockerStartParams) -> str:
         return f"{params.host}/{params.container}"

@@ -35,6 +35,7 @@ class HTTPParams(ActionParams):
 class HTTPCall:
     kind: ClassVar[str] = "http"
     params_model: ClassVar[type[ActionParams]] = HTTPParams
+    exclusive: ClassVar[bool] = True
 
     def target(self, params: HTTPParams) -> str:
         return f"http:{params.target}" if params.target else f"http:{params.url}"

@@ -91,6 +91,7 @@ class SSHCommandParams(ActionParams):
 class SSHCommand:
     kind: ClassVar[str] = "ssh_command"
     params_model: ClassVar[type[ActionParams]] = SSHCommandParams
+    exclusive: ClassVar[bool] = True
 
     def target(self, params: SSHCommandParams) -> str:
         named = params.args.get("container") or params.args.get("service") or params.command

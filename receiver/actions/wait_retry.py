@@ -16,6 +16,7 @@ class WaitRetryParams(ActionParams):
 class WaitRetry:
     kind: ClassVar[str] = "wait_retry"
     params_model: ClassVar[type[ActionParams]] = WaitRetryParams
+    exclusive: ClassVar[bool] = False
 
     def target(self, params: WaitRetryParams) -> str:
         return "wait"

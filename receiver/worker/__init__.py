@@ -1,9 +1,10 @@
-"""The heal worker: claims due incidents from the store and moves each one step on.
+"""The heal worker: claims due incidents from the store in batches and moves each one on.
 
-``loop`` claims and schedules; ``step`` orders one lifecycle step, whose stages each have a
-module: ``verify`` (did the last repair hold?), ``plan`` (pure: which playbook, which
-parameters), ``guards`` (may it run now?), ``act`` (run it, record the outcome); ``records``
-holds the writes they share.
+``loop`` claims, schedules and records; ``begin`` orders one lifecycle step for a batch of
+claimed incidents, whose stages each have a module: ``verify`` (did the last repair hold?),
+``plan`` (pure: which playbook, which parameters), ``approval`` and ``guards`` (may it run
+now?); ``act`` runs an action and records a batch of outcomes; ``writes`` gathers a
+transaction's writes and flushes them as a few multi-row statements.
 """
 
 from receiver.worker.loop import HealWorker

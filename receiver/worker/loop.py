@@ -1,19 +1,32 @@
-"""The heal worker's loop: claim due incidents with a lease, run one step each, concurrently.
+"""The heal worker's loop: claim due incidents in batches, run their actions concurrently,
+record what came of them in batches.
 
-All state lives in the incidents row (status, deadlines, lease); this process only holds a
-lease while it works, so another replica (or this one after a restart) resumes where it stopped.
+All state lives in the store (status, deadlines, lease); this process only holds a lease
+while it works, so another replica (or this one after a restart) resumes where it stopped.
+
+Three parts, each a few store round trips however many incidents a storm brings:
+
+- the poll claims as many due incidents as there are free action slots and moves them all
+  one step on in one transaction (``begin``);
+- each action that may run gets a task of its own (``act.run_action``), outside any
+  transaction;
+- the recorder writes finished actions' outcomes: whatever finished while it wrote the last
+  ones goes into the next transaction (``act.record``), like ingest's group commit. A slot is
+  free again once its outcome is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError
 
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
@@ -22,10 +35,21 @@ from receiver.db.engine import Database
 from receiver.metrics import Metrics
 from receiver.notify import notify_scope
 from receiver.resources import Resources
+from receiver.worker.act import Done, record, run_action
+from receiver.worker.begin import Started, begin
 from receiver.worker.context import StepContext, now
-from receiver.worker.step import step
+from receiver.worker.writes import Effects
 
 log = logging.getLogger(__name__)
+
+# Batches up to this many incidents run their statements on the event loop, larger ones on
+# the store's writer thread (SQLite; see Database.run_in_transaction), as ingest does.
+_SHORT_BATCH = 64
+# A batch of outcomes the store refused is tried again this often before each one is tried
+# alone; an outcome still refused is left to the lease (another claim finds the attempt
+# interrupted and runs it again).
+_RECORD_TRIES = 3
+_RECORD_BACKOFF = 0.5
 
 
 class HealWorker:
@@ -54,9 +78,11 @@ class HealWorker:
             on_escalated,
         )
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._busy = 0  # actions started whose outcome is not stored yet
+        self._actions: set[asyncio.Task[None]] = set()
+        self._finished: collections.deque[Done] = collections.deque()
+        self._has_finished = asyncio.Event()
+        self._settled = asyncio.Event()  # set whenever no action is running or unrecorded
 
     def wake(self) -> None:
         """New work was committed: look now rather than at the next poll."""
@@ -64,14 +90,21 @@ class HealWorker:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HealWorker]:
+        recorder = asyncio.create_task(self._recorder(), name="autoheal-worker-recorder")
         task = asyncio.create_task(self._loop(), name="autoheal-worker")
         try:
             yield self
         finally:
             task.cancel()
-            for t in list(self._inflight):
+            # Actions cut short are left to their leases (the attempt is then recorded as
+            # interrupted); outcomes already in hand are stored before the recorder stops.
+            for t in list(self._actions):
                 t.cancel()
-            await asyncio.gather(task, *self._inflight, return_exceptions=True)
+            await asyncio.gather(task, *self._actions, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._until_recorded(), 10)
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:
@@ -89,8 +122,9 @@ class HealWorker:
             self._wake.clear()
 
     async def poll_once(self) -> int:
-        """Claim what is due (as many as there are free slots) and start a step for each."""
-        free = self.settings.worker_concurrency - len(self._inflight)
+        """Claim what is due (as many as there are free slots), move each one step on, and
+        start the actions that may run. Returns how many incidents were claimed."""
+        free = self.settings.worker_concurrency - self._busy
         if free <= 0:
             return 0
         at = now()
@@ -99,35 +133,107 @@ class HealWorker:
             due = await repo.next_due(conn)
         if due is None or due > at:
             return 0
-        async with self.db.transaction() as conn:
-            ids = await repo.claim(conn, self.owner, at, self._lease, free)
-        self.ctx.metrics.claims.inc(len(ids))
-        for incident_id in ids:
-            task = asyncio.create_task(self._guarded_step(incident_id))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return len(ids)
+        catalog = self.catalog.current
+        begun = await self.db.run_in_transaction(
+            begin, self.ctx, catalog, at, free, short=free <= _SHORT_BATCH
+        )
+        self.ctx.metrics.claims.inc(begun.claimed)
+        self._applied(begun.effects)
+        for s in begun.started:
+            self._busy += 1
+            self._settled.clear()
+            task = asyncio.create_task(self._act(s))
+            self._actions.add(task)
+            task.add_done_callback(self._actions.discard)
+        return begun.claimed
 
     async def drain(self, within: float = 30) -> None:
-        """Run until nothing is due now (tests)."""
+        """Run until nothing is due now and every outcome is stored (tests: works with the
+        background loop stopped, recording outcomes itself)."""
         deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             claimed = await self.poll_once()
-            if self._inflight:
-                await asyncio.gather(*self._inflight, return_exceptions=True)
+            if self._busy:
+                if self._actions:
+                    await asyncio.wait(
+                        set(self._actions), timeout=left, return_when=asyncio.FIRST_COMPLETED
+                    )
+                if self._finished:
+                    await self._record_finished()
+                elif not self._actions:  # the recorder is storing them
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._until_recorded(), left)
             elif not claimed:
                 return
         raise TimeoutError("worker did not drain")
 
-    async def _guarded_step(self, incident_id: int) -> None:
-        async with self._slots:
-            try:
-                await step(self.ctx, self.catalog.current, incident_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "incident %s: step failed; lease will expire and it is retried", incident_id
-                )
-                return
+    async def _until_recorded(self) -> None:
+        while self._busy:
+            await self._settled.wait()
+
+    async def _act(self, s: Started) -> None:
+        try:
+            done = await run_action(self.ctx, s)
+        except BaseException:
+            self._free(1)  # cancelled (shutting down): left to the lease, nothing to store
+            raise
+        self._finished.append(done)
+        self._has_finished.set()
+
+    def _free(self, slots: int) -> None:
+        self._busy -= slots
+        if not self._busy:
+            self._settled.set()
         self.wake()
+
+    async def _recorder(self) -> None:
+        while True:
+            await self._has_finished.wait()
+            # Outcomes that finish in this loop turn, or while a commit runs, join the batch.
+            await asyncio.sleep(0)
+            await self._record_finished()
+
+    async def _record_finished(self) -> None:
+        batch = list(self._finished)
+        self._finished.clear()
+        self._has_finished.clear()
+        if not batch:
+            return
+        try:
+            await self._store(batch, _RECORD_TRIES)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("recording %d outcome(s) failed; leases will expire", len(batch))
+        finally:
+            self._free(len(batch))
+
+    async def _store(self, batch: list[Done], tries: int) -> None:
+        for attempt in range(tries):
+            if attempt:
+                await asyncio.sleep(_RECORD_BACKOFF * 2 ** (attempt - 1))
+            try:
+                effects = await self.db.run_in_transaction(
+                    record, self.ctx, batch, now(), short=len(batch) <= _SHORT_BATCH
+                )
+            except DBAPIError as exc:
+                log.warning("store refused %d outcome(s): %s", len(batch), exc.__class__.__name__)
+                continue
+            self._applied(effects)
+            return
+        if len(batch) > 1:
+            # One outcome's rows must not fail its neighbours': try them one by one.
+            for done in batch:
+                await self._store([done], 1)
+            return
+        log.error(
+            "incident %s: outcome of attempt %d not stored; the lease will expire and the "
+            "attempt is taken as interrupted",
+            batch[0].started.row["id"],
+            batch[0].started.attempt,
+        )
+
+    def _applied(self, effects: Effects) -> None:
+        effects.apply(self.ctx.metrics, self.catalog.current.names)
+        if effects.escalated:
+            self.ctx.on_escalated()

@@ -9,22 +9,18 @@ healed as soon as it fails again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from receiver.db import repo
 from receiver.domain import IncidentStatus, Source
-from receiver.worker.context import StepContext
+from receiver.worker.writes import Writes
 
 log = logging.getLogger(__name__)
 
 
-async def judge(
-    ctx: StepContext, conn: Any, row: dict[str, Any], names: Mapping[int, str], now: datetime
-) -> bool:
+def judge(w: Writes, row: dict[str, Any]) -> bool:
     """Judge a verifying incident. True: the repair did not hold, attempt again (``row`` is
     then open again); False: resolved, or still waiting (the lease is given up)."""
+    now = w.now
     deadline = row["verify_deadline"] or now
     recurred = (
         row["source"] == Source.SCHEDULER.value
@@ -33,21 +29,14 @@ async def judge(
     )
     if recurred or (now >= deadline and row["source"] == Source.ALERTMANAGER.value):
         log.info("incident %s: repair did not hold", row["id"])
-        ctx.metrics.verify_outcomes.labels("not_held").inc()
+        w.effects.count("verify_outcomes", "not_held")
         if row["playbook_id"] is not None:
-            await repo.count_playbook(conn, row["playbook_id"], ok=False)
-            await conn.run_sync(repo.outcomes.not_healed, [row["id"]], now)
+            w.outcome(row["id"], row["playbook_id"], ok=False)
         row["status"] = IncidentStatus.OPEN.value
         return True
     if now >= deadline:
-        # A scheduler task that stayed quiet through the window is healed.
-        resolved = await repo.resolve(conn, row, now)
-        if resolved is not None:
-            ctx.metrics.resolved([resolved], "quiet", names)
-            await conn.run_sync(repo.outcomes.healed, ctx.notify, [row["id"]], now)
-        await repo.release(conn, row["id"], ctx.owner)
+        w.resolve(row)  # a scheduler task that stayed quiet through the window is healed
         return False
-    await repo.update_incident(
-        conn, row["id"], {"next_attempt_at": deadline, "lease_owner": None, "lease_until": None}
-    )
+    w.update(row["id"], {"next_attempt_at": deadline})
+    w.release(row["id"])
     return False

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,7 +16,7 @@ ACTIVE = [s.value for s in ACTIVE_STATUSES]
 RESOLVABLE = [s.value for s in UNRESOLVED_STATUSES]
 
 
-def dialect_name(conn: AsyncConnection) -> str:
+def dialect_name(conn: AsyncConnection | Connection) -> str:
     return conn.dialect.name
 
 
@@ -32,12 +32,12 @@ def dialect_insert(dialect: str) -> Callable[[Any], Any]:
     return sqlite.insert
 
 
-def insert_into(conn: AsyncConnection, table: Any) -> Any:
+def insert_into(conn: AsyncConnection | Connection, table: Any) -> Any:
     return dialect_insert(dialect_name(conn))(table)
 
 
-async def lease_rows(
-    conn: AsyncConnection,
+def lease_rows(
+    conn: Connection,
     table: Any,
     due: Any,
     order_by: Any,
@@ -51,14 +51,15 @@ async def lease_rows(
     """Claim up to ``limit`` rows meeting ``due`` (first by ``order_by``) whose lease is
     ``free``: pick them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas pick apart),
     then take them with a conditional UPDATE, so a row another claimer took in between is
-    left out. Returns the ``returning`` columns of the rows taken."""
+    left out. Returns the ``returning`` columns of the rows taken. Synchronous: the worker
+    claims inside its batch transaction; async callers use ``run_sync``."""
     pick = select(table.c.id).where(due, free).order_by(order_by).limit(limit)
     if dialect_name(conn) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = [r[0] for r in (await conn.execute(pick)).all()]
+    ids = [r[0] for r in conn.execute(pick).all()]
     if not ids:
         return []
-    result = await conn.execute(
+    result = conn.execute(
         update(table)
         .where(table.c.id.in_(ids), free)
         .values(lease_owner=owner, lease_until=until)

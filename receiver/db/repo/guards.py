@@ -1,88 +1,153 @@
 """Guard rows held in the store so they hold across replicas: cooldowns, target locks, the
-global action budget."""
+global action budget.
+
+Each takes a whole batch of wanted rows at once (the worker guards a batch of incidents in
+one transaction): one multi-row INSERT ... ON CONFLICT DO NOTHING takes every free row, and
+only the rows already there are read and taken one by one, where a condition allows it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, case, delete, or_, select, tuple_, update
 
-from receiver.db.repo._sql import insert_into
+from receiver.db.repo._sql import dialect_name, insert_into
 from receiver.db.schema import action_budget, cooldowns, target_locks
 
-
-async def take_cooldown(
-    conn: AsyncConnection,
-    playbook_id: int,
-    target: str,
-    incident_id: int,
-    cooldown: timedelta,
-    now: datetime,
-) -> datetime | None:
-    """Take the (playbook, target) cooldown; None if taken, else when it frees up.
-
-    The incident that holds it may act again (its retries are bounded by max_retries).
-    """
-    ins = insert_into(conn, cooldowns)
-    created = await conn.execute(
-        ins.values(
-            playbook_id=playbook_id, target=target, incident_id=incident_id, last_action_at=now
-        ).on_conflict_do_nothing()
-    )
-    if created.rowcount:
-        return None
-    key = and_(cooldowns.c.playbook_id == playbook_id, cooldowns.c.target == target)
-    taken = await conn.execute(
-        update(cooldowns)
-        .where(
-            key,
-            or_(
-                cooldowns.c.last_action_at <= now - cooldown, cooldowns.c.incident_id == incident_id
-            ),
-        )
-        .values(last_action_at=now, incident_id=incident_id)
-    )
-    if taken.rowcount:
-        return None
-    last = await conn.scalar(select(cooldowns.c.last_action_at).where(key))
-    return (last or now) + cooldown
+# Rows per multi-row INSERT: 4 columns each stays far below SQLite's bound-parameter limit.
+_CHUNK = 200
 
 
-async def lock_target(
-    conn: AsyncConnection,
-    target: str,
-    incident_id: int,
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _for_update(conn: Connection, stmt: Any) -> Any:
+    # PostgreSQL: another replica must not take the row between this read and our UPDATE.
+    # SQLite: the writer already holds the database lock (BEGIN IMMEDIATE).
+    return stmt.with_for_update() if dialect_name(conn) == "postgresql" else stmt
+
+
+def lock_targets(
+    conn: Connection,
+    wanted: Sequence[tuple[str, int]],
     owner: str,
     now: datetime,
     hold: timedelta,
-) -> bool:
-    """Take the per-target lock; False while another incident's unexpired lock holds it."""
-    ins = insert_into(conn, target_locks)
-    created = await conn.execute(
-        ins.values(
-            target=target, incident_id=incident_id, owner=owner, expires_at=now + hold
-        ).on_conflict_do_nothing()
-    )
-    if created.rowcount:
-        return True
-    taken = await conn.execute(
-        update(target_locks)
-        .where(
-            target_locks.c.target == target,
-            or_(target_locks.c.expires_at <= now, target_locks.c.incident_id == incident_id),
+) -> set[int]:
+    """Take the per-target lock for each ``(target, incident id)`` (targets distinct); the
+    incidents that got theirs. Another incident's unexpired lock holds a target back; an
+    expired one, or the incident's own (a retry after a crash), is taken over."""
+    got: set[int] = set()
+    by_target = dict(wanted)
+    for chunk in _chunks(wanted):
+        created = conn.execute(
+            insert_into(conn, target_locks)
+            .values(
+                [
+                    {"target": t, "incident_id": i, "owner": owner, "expires_at": now + hold}
+                    for t, i in chunk
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(target_locks.c.incident_id)
         )
-        .values(incident_id=incident_id, owner=owner, expires_at=now + hold)
-    )
-    return bool(taken.rowcount)
+        got.update(r[0] for r in created)
+    held = [t for t, i in wanted if i not in got]
+    if not held:
+        return got
+    found = conn.execute(
+        _for_update(
+            conn,
+            select(
+                target_locks.c.target, target_locks.c.incident_id, target_locks.c.expires_at
+            ).where(target_locks.c.target.in_(held)),
+        )
+    ).all()
+    for target, holder, expires_at in found:
+        mine = by_target[target]
+        if expires_at > now and holder != mine:
+            continue
+        taken = conn.execute(
+            update(target_locks)
+            .where(
+                target_locks.c.target == target,
+                or_(target_locks.c.expires_at <= now, target_locks.c.incident_id == mine),
+            )
+            .values(incident_id=mine, owner=owner, expires_at=now + hold)
+        )
+        if taken.rowcount:
+            got.add(mine)
+    return got
 
 
-async def unlock_target(conn: AsyncConnection, target: str, incident_id: int) -> None:
-    await conn.execute(
-        delete(target_locks).where(
-            target_locks.c.target == target, target_locks.c.incident_id == incident_id
+def unlock_targets(conn: Connection, held: Sequence[tuple[str, int]]) -> None:
+    """Give up the locks these ``(target, incident id)`` hold."""
+    for chunk in _chunks(held):
+        conn.execute(
+            delete(target_locks).where(
+                tuple_(target_locks.c.target, target_locks.c.incident_id).in_(list(chunk))
+            )
         )
-    )
+
+
+def take_cooldowns(
+    conn: Connection,
+    wanted: Sequence[tuple[int, str, int, timedelta]],
+    now: datetime,
+) -> dict[int, datetime]:
+    """Take the (playbook, target) cooldown for each ``(playbook id, target, incident id,
+    cooldown)`` (pairs distinct). Returns, for each incident refused, when its cooldown
+    frees up. The incident that holds a cooldown may act again (max_retries bounds it)."""
+    got: set[int] = set()
+    for chunk in _chunks(wanted):
+        created = conn.execute(
+            insert_into(conn, cooldowns)
+            .values(
+                [
+                    {"playbook_id": p, "target": t, "incident_id": i, "last_action_at": now}
+                    for p, t, i, _ in chunk
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(cooldowns.c.incident_id)
+        )
+        got.update(r[0] for r in created)
+    held = {(p, t): (i, c) for p, t, i, c in wanted if i not in got}
+    refused: dict[int, datetime] = {}
+    if not held:
+        return refused
+    key = tuple_(cooldowns.c.playbook_id, cooldowns.c.target)
+    found = conn.execute(
+        _for_update(
+            conn,
+            select(
+                cooldowns.c.playbook_id,
+                cooldowns.c.target,
+                cooldowns.c.incident_id,
+                cooldowns.c.last_action_at,
+            ).where(key.in_(list(held))),
+        )
+    ).all()
+    for playbook_id, target, holder, last in found:
+        mine, cooldown = held.pop((playbook_id, target))
+        if last > now - cooldown and holder != mine:
+            refused[mine] = last + cooldown
+            continue
+        conn.execute(
+            update(cooldowns)
+            .where(cooldowns.c.playbook_id == playbook_id, cooldowns.c.target == target)
+            .values(last_action_at=now, incident_id=mine)
+        )
+    for mine, cooldown in held.values():  # gone since the INSERT (pruned): wait a turn
+        refused[mine] = now + cooldown
+    return refused
 
 
 def budget_window(now: datetime, window_seconds: float) -> datetime:
@@ -91,33 +156,38 @@ def budget_window(now: datetime, window_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % window_seconds, tz=UTC)
 
 
-async def take_budget(
-    conn: AsyncConnection, now: datetime, budget: int, window_seconds: float
-) -> bool:
-    """One action from this window's budget; False when it is spent."""
+def take_budget(
+    conn: Connection, now: datetime, budget: int, window_seconds: float, wanted: int
+) -> int:
+    """Up to ``wanted`` actions from this window's budget; how many were granted."""
     start = budget_window(now, window_seconds)
-    created = await conn.execute(
+    created = conn.execute(
         insert_into(conn, action_budget).values(window_start=start, used=0).on_conflict_do_nothing()
     )
     if created.rowcount:  # a new window: forget the old ones
-        await conn.execute(
+        conn.execute(
             delete(action_budget).where(action_budget.c.window_start < start - timedelta(hours=1))
         )
-    taken = await conn.execute(
-        update(action_budget)
-        .where(action_budget.c.window_start == start, action_budget.c.used < budget)
-        .values(used=action_budget.c.used + 1)
+    used = conn.scalar(
+        _for_update(conn, select(action_budget.c.used).where(action_budget.c.window_start == start))
     )
-    return bool(taken.rowcount)
-
-
-async def refund_budget(conn: AsyncConnection, now: datetime, window_seconds: float) -> None:
-    """Give back a unit taken in this transaction whose action will not run after all."""
-    await conn.execute(
-        update(action_budget)
-        .where(
-            action_budget.c.window_start == budget_window(now, window_seconds),
-            action_budget.c.used > 0,
+    granted = max(0, min(wanted, budget - int(used or 0)))
+    if granted:
+        conn.execute(
+            update(action_budget)
+            .where(action_budget.c.window_start == start)
+            .values(used=action_budget.c.used + granted)
         )
-        .values(used=action_budget.c.used - 1)
+    return granted
+
+
+def refund_budget(conn: Connection, now: datetime, window_seconds: float, units: int) -> None:
+    """Give back units taken in this transaction whose actions will not run after all."""
+    if units <= 0:
+        return
+    used = action_budget.c.used
+    conn.execute(
+        update(action_budget)
+        .where(action_budget.c.window_start == budget_window(now, window_seconds))
+        .values(used=case((used > units, used - units), else_=0))
     )

@@ -1,34 +1,67 @@
-"""The heal_logs table: one row per attempt (or refusal), pending until it finishes."""
+"""The heal_logs table: one row per attempt (or refusal), pending until it finishes.
+
+The writers are synchronous and take many rows at once: the worker records a whole batch of
+incidents in one transaction.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.schema import heal_logs
 from receiver.domain import HealResult
 
-
-async def add_heal_log(conn: AsyncConnection, **values: Any) -> int:
-    values.setdefault("result_output", "")
-    values.setdefault("duration_ms", 0)
-    result = await conn.execute(heal_logs.insert().values(**values).returning(heal_logs.c.id))
-    return int(result.scalar_one())
+# What a finished attempt writes (the action may say better what ran: action_detail).
+_FINISHED = ("result", "result_output", "duration_ms", "finished_at", "reason")
 
 
-async def finish_heal_log(conn: AsyncConnection, log_id: int, **values: Any) -> None:
-    await conn.execute(update(heal_logs).where(heal_logs.c.id == log_id).values(**values))
+def add(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert heal logs; their ids, in the order given."""
+    if not rows:
+        return []
+    params = [{"result_output": "", "duration_ms": 0, **r} for r in rows]
+    result = conn.execute(
+        heal_logs.insert().returning(heal_logs.c.id, sort_by_parameter_order=True), params
+    )
+    return [int(r[0]) for r in result]
 
 
-async def fail_interrupted(conn: AsyncConnection, incident_id: int, now: datetime) -> int:
+def finish(conn: Connection, finished: Iterable[Mapping[str, Any]]) -> None:
+    """Settle pending logs: each mapping holds ``id``, the columns of ``_FINISHED`` and
+    ``action_detail`` (None keeps what was planned)."""
+    params = [
+        {"_id": f["id"], **{k: f[k] for k in (*_FINISHED, "action_detail")}} for f in finished
+    ]
+    if not params:
+        return
+    conn.execute(
+        update(heal_logs)
+        .where(heal_logs.c.id == bindparam("_id"))
+        .values(
+            {
+                **{k: bindparam(k) for k in _FINISHED},
+                "action_detail": func.coalesce(
+                    bindparam("action_detail"), heal_logs.c.action_detail
+                ),
+            }
+        ),
+        params,
+    )
+
+
+def fail_interrupted(conn: Connection, incident_ids: Sequence[int], now: datetime) -> int:
     """Pending attempts left by a replica that died mid-heal become failures."""
-    result = await conn.execute(
+    if not incident_ids:
+        return 0
+    result = conn.execute(
         update(heal_logs)
         .where(
-            heal_logs.c.incident_id == incident_id,
+            heal_logs.c.incident_id.in_(list(incident_ids)),
             heal_logs.c.result == HealResult.PENDING.value,
         )
         .values(

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE, lease_rows
@@ -64,11 +64,12 @@ async def resolve_task(conn: AsyncConnection, task: str, now: datetime) -> list[
     return as_resolved(result.all())
 
 
-async def claim(
-    conn: AsyncConnection, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[int]:
-    """Lease up to ``limit`` due incidents. Expired leases are taken over (a dead replica)."""
-    rows = await lease_rows(
+def claim(
+    conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` due incidents, earliest due first; the whole rows, which the
+    worker's batch plans from. Expired leases are taken over (a dead replica)."""
+    rows = lease_rows(
         conn,
         incidents,
         and_(incidents.c.status.in_(ACTIVE), incidents.c.next_attempt_at <= now),
@@ -77,17 +78,23 @@ async def claim(
         owner=owner,
         until=now + lease,
         limit=limit,
-        returning=[incidents.c.id],
+        returning=list(incidents.c),
     )
-    return [r[0] for r in rows]
+    # RETURNING gives no order (PostgreSQL): first due, first served.
+    taken = [dict(r._mapping) for r in rows]
+    taken.sort(key=lambda r: (r["next_attempt_at"], r["id"]))
+    return taken
 
 
-async def release(conn: AsyncConnection, incident_id: int, owner: str) -> None:
-    await conn.execute(
-        update(incidents)
-        .where(incidents.c.id == incident_id, incidents.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
+def release(conn: Connection, incident_ids: Iterable[int], owner: str) -> None:
+    """Give up the leases this owner holds on these incidents."""
+    ids = sorted(set(incident_ids))
+    if ids:
+        conn.execute(
+            update(incidents)
+            .where(incidents.c.id.in_(ids), incidents.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
@@ -98,58 +105,88 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-async def get_incident(conn: AsyncConnection, incident_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(select(incidents).where(incidents.c.id == incident_id))).first()
+def get_incident(conn: Connection, incident_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
     return dict(row._mapping) if row else None
 
 
-async def update_incident(
-    conn: AsyncConnection,
-    incident_id: int,
-    values: Mapping[str, Any],
+def update_many(
+    conn: Connection,
+    changes: Iterable[tuple[int, Mapping[str, Any]]],
     *,
-    only_if_status: Iterable[str] | None = None,
-) -> bool:
-    """Apply values; with only_if_status, only while the incident is still in one of them."""
-    stmt = update(incidents).where(incidents.c.id == incident_id).values(**values)
-    if only_if_status is not None:
-        stmt = stmt.where(incidents.c.status.in_(list(only_if_status)))
-    result = await conn.execute(stmt)
-    return bool(result.rowcount)
-
-
-async def escalate(
-    conn: AsyncConnection, incident: Mapping[str, Any], reason: EscalationReason, now: datetime
-) -> bool:
-    """Escalate an active incident. A scheduler incident gives up its dedup key, so the task's
-    next failure opens a new one; an alert's key stays (its resends still attach)."""
-    values: dict[str, Any] = {
-        "status": IncidentStatus.ESCALATED.value,
-        "escalation_reason": reason.value,
-        "next_attempt_at": None,
-        "updated_at": now,
-    }
-    if incident["source"] == Source.SCHEDULER.value:
-        values["dedup_key"] = None
-    return await update_incident(conn, incident["id"], values, only_if_status=ACTIVE)
-
-
-async def resolve(
-    conn: AsyncConnection, incident: Mapping[str, Any], now: datetime
-) -> Resolved | None:
-    """Resolve an active incident (a quiet verify window); None if it was no longer active."""
-    values = resolved_values(now)
-    if incident["source"] == Source.SCHEDULER.value:
-        values["dedup_key"] = None
-    result = await conn.execute(
-        resolving(
+    only_if_status: str | None = None,
+    held_by: str | None = None,
+) -> None:
+    """Apply each incident's values, one executemany per set of columns; with
+    ``only_if_status``, only to incidents still in that status; with ``held_by``, only to
+    those whose lease that owner still holds."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for incident_id, values in changes:
+        groups.setdefault(tuple(sorted(values)), []).append({"_id": incident_id, **values})
+    for columns, params in groups.items():
+        stmt = (
             update(incidents)
-            .where(incidents.c.id == incident["id"], incidents.c.status.in_(ACTIVE))
-            .values(**values)
+            .where(incidents.c.id == bindparam("_id"))
+            .values({c: bindparam(c) for c in columns})
         )
-    )
-    rows = as_resolved(result.all())
-    return rows[0] if rows else None
+        if only_if_status is not None:
+            stmt = stmt.where(incidents.c.status == only_if_status)
+        if held_by is not None:
+            stmt = stmt.where(incidents.c.lease_owner == held_by)
+        conn.execute(stmt, params)
+
+
+def escalate(
+    conn: Connection,
+    rows: Iterable[Mapping[str, Any]],
+    reason: EscalationReason,
+    now: datetime,
+) -> list[int]:
+    """Escalate those of these incidents still active; returns their ids. A scheduler
+    incident gives up its dedup key, so the task's next failure opens a new one; an alert's
+    key stays (its resends still attach)."""
+    by_source: dict[bool, list[int]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"] == Source.SCHEDULER.value, []).append(row["id"])
+    escalated: list[int] = []
+    for scheduler, ids in by_source.items():
+        values: dict[str, Any] = {
+            "status": IncidentStatus.ESCALATED.value,
+            "escalation_reason": reason.value,
+            "next_attempt_at": None,
+            "updated_at": now,
+        }
+        if scheduler:
+            values["dedup_key"] = None
+        result = conn.execute(
+            update(incidents)
+            .where(incidents.c.id.in_(ids), incidents.c.status.in_(ACTIVE))
+            .values(**values)
+            .returning(incidents.c.id)
+        )
+        escalated.extend(r[0] for r in result)
+    return sorted(escalated)
+
+
+def resolve(conn: Connection, rows: Iterable[Mapping[str, Any]], now: datetime) -> list[Resolved]:
+    """Resolve those of these incidents still active (a quiet verify window)."""
+    by_source: dict[bool, list[int]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"] == Source.SCHEDULER.value, []).append(row["id"])
+    closed: list[Resolved] = []
+    for scheduler, ids in by_source.items():
+        values = resolved_values(now)
+        if scheduler:
+            values["dedup_key"] = None
+        result = conn.execute(
+            resolving(
+                update(incidents)
+                .where(incidents.c.id.in_(ids), incidents.c.status.in_(ACTIVE))
+                .values(**values)
+            )
+        )
+        closed.extend(as_resolved(result.all()))
+    return closed
 
 
 async def list_incidents(

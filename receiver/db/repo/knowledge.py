@@ -89,13 +89,11 @@ def record(conn: Connection, incident_ids: Sequence[int], ok: bool, now: datetim
             )
 
 
-async def records_for(
-    conn: AsyncConnection, error_type: str, signature: str | None
-) -> dict[int, Record]:
+def records_for(conn: Connection, error_type: str, signature: str | None) -> dict[int, Record]:
     """Per playbook id, what is known for this fault (the worker orders candidates by it)."""
     if signature is None:
         return {}
-    rows = await conn.execute(
+    rows = conn.execute(
         select(knowledge.c.playbook_id, knowledge.c.attempts, knowledge.c.successes).where(
             knowledge.c.error_type == error_type, knowledge.c.signature == signature
         )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import insert_into
@@ -75,8 +75,17 @@ async def list_playbooks(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-async def count_playbook(conn: AsyncConnection, playbook_id: int, ok: bool) -> None:
-    column = playbooks.c.success_count if ok else playbooks.c.fail_count
-    await conn.execute(
-        update(playbooks).where(playbooks.c.id == playbook_id).values({column: column + 1})
-    )
+def count(conn: Connection, outcomes: Mapping[tuple[int, bool], int]) -> None:
+    """Add to the playbooks' success and failure counts: ``(playbook id, ok) -> how many``."""
+    for ok in (True, False):
+        column = playbooks.c.success_count if ok else playbooks.c.fail_count
+        params = [
+            {"_id": pid, "_n": n} for (pid, good), n in sorted(outcomes.items()) if good is ok
+        ]
+        if params:
+            conn.execute(
+                update(playbooks)
+                .where(playbooks.c.id == bindparam("_id"))
+                .values({column: column + bindparam("_n")}),
+                params,
+            )

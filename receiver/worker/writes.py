@@ -1,0 +1,199 @@
+"""The writes of one worker transaction, gathered as each incident's step decides them and
+flushed together as a few multi-row statements; the metrics they imply wait for the commit.
+
+A batch of 200 incidents costs about as many statements as one: heal logs go in with one
+INSERT, incident updates with one executemany per set of columns, escalations and releases
+with one UPDATE each. The flush runs them in the order later ones read earlier ones
+(knowledge reads the playbook an attempt ran before the next attempt names another;
+notifications read the incident and its last heal log as this transaction leaves them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from receiver.db import repo
+from receiver.domain import EscalationReason, HealResult, IncidentStatus, Resolved
+from receiver.metrics import Metrics
+from receiver.notify.base import Event, NotifyScope
+from receiver.worker.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Effects:
+    """What a committed batch tells the metrics (nothing, if it rolled back)."""
+
+    counts: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter)
+    durations: list[tuple[str, str, float]] = field(default_factory=list)
+    resolved: list[Resolved] = field(default_factory=list)
+    escalated: int = 0
+
+    def count(self, metric: str, *labels: str, n: int = 1) -> None:
+        self.counts[metric, labels] += n
+
+    def apply(self, metrics: Metrics, names: Mapping[int, str]) -> None:
+        for (metric, labels), n in self.counts.items():
+            getattr(metrics, metric).labels(*labels).inc(n)
+        for action, result, seconds in self.durations:
+            metrics.action_duration.labels(action, result).observe(seconds)
+        metrics.resolved(self.resolved, "quiet", names)
+
+
+@dataclass(slots=True)
+class Writes:
+    """One transaction's writes. ``start`` and ``log`` return at once; ``flush`` writes."""
+
+    owner: str
+    now: datetime
+    notify: NotifyScope
+    effects: Effects = field(default_factory=Effects)
+    _logs: list[dict[str, Any]] = field(default_factory=list)
+    _finished: list[dict[str, Any]] = field(default_factory=list)
+    _updates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _if_held: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _escalate: dict[EscalationReason, list[Mapping[str, Any]]] = field(default_factory=dict)
+    _resolve: list[Mapping[str, Any]] = field(default_factory=list)
+    _release: set[int] = field(default_factory=set)
+    _unlock: list[tuple[str, int]] = field(default_factory=list)
+    _counts: Counter[tuple[int, bool]] = field(default_factory=Counter)
+    _not_healed: list[int] = field(default_factory=list)
+    _events: dict[str, list[int]] = field(default_factory=dict)
+
+    def log(
+        self,
+        row: Mapping[str, Any],
+        plan: Plan,
+        result: HealResult,
+        reason: str | None = None,
+        output: str = "",
+        *,
+        attempt: int | None = None,
+    ) -> int:
+        """Queue a heal log for this plan (anything but pending is final at once); its
+        position among this batch's logs, which ``flush`` turns into its id."""
+        if result is not HealResult.PENDING:
+            self.effects.count(
+                "heal_attempts", plan.playbook.name, plan.playbook.action_type, result.value
+            )
+        self._logs.append(
+            {
+                "incident_id": row["id"],
+                "playbook_id": plan.playbook_id,
+                "action_type": plan.playbook.action_type,
+                "action_detail": plan.action_detail,
+                "target": plan.target or None,
+                "result": result.value,
+                "reason": reason,
+                "result_output": output,
+                "attempt": row["retry_count"] if attempt is None else attempt,
+                "created_at": self.now,
+                "finished_at": None if result is HealResult.PENDING else self.now,
+                "replica": self.owner,
+            }
+        )
+        return len(self._logs) - 1
+
+    def finish_log(self, log_id: int, **values: Any) -> None:
+        self._finished.append({"id": log_id, **values})
+
+    def update(self, incident_id: int, values: Mapping[str, Any]) -> None:
+        self._updates.setdefault(incident_id, {}).update(values)
+
+    def update_if_held(self, incident_id: int, values: Mapping[str, Any]) -> None:
+        """Only while the incident is still healing under this owner's lease: a resolve may
+        have closed it meanwhile, or (after a long stall) another replica taken it over."""
+        self._if_held.setdefault(incident_id, {}).update(values)
+
+    def release(self, incident_id: int) -> None:
+        self._release.add(incident_id)
+
+    def unlock(self, target: str, incident_id: int) -> None:
+        self._unlock.append((target, incident_id))
+
+    def outcome(self, incident_id: int, playbook_id: int, ok: bool) -> None:
+        """An attempt's outcome for the playbook's counts (and, failed, for knowledge)."""
+        self._counts[playbook_id, ok] += 1
+        if not ok:
+            self._not_healed.append(incident_id)
+
+    def notice(self, event: str, incident_id: int) -> None:
+        self._events.setdefault(event, []).append(incident_id)
+
+    def defer(
+        self, row: Mapping[str, Any], plan: Plan, guard: str, output: str, until: datetime
+    ) -> None:
+        """A guard held the action back: record it, and look again when it may pass."""
+        self.log(row, plan, HealResult.SKIPPED, guard, output)
+        self.effects.count("guard_refusals", guard)
+        self.update(
+            row["id"],
+            {
+                "status": IncidentStatus.OPEN.value,
+                "playbook_id": plan.playbook_id,
+                "next_attempt_at": until,
+                "updated_at": self.now,
+            },
+        )
+        self.release(row["id"])
+
+    def escalate(
+        self, row: Mapping[str, Any], reason: EscalationReason, playbook_id: int | None = None
+    ) -> None:
+        """Hand the incident to people (if it is still active), and give up the lease."""
+        if playbook_id is not None:
+            self.update(row["id"], {"playbook_id": playbook_id})
+        self._escalate.setdefault(reason, []).append(row)
+        self.release(row["id"])
+
+    def resolve(self, row: Mapping[str, Any]) -> None:
+        """Resolve a scheduler incident that stayed quiet through its verify window."""
+        self._resolve.append(row)
+        self.release(row["id"])
+
+    def flush_outcomes(self, conn: Connection) -> None:
+        """Write the outcomes queued so far (playbook counts, knowledge of failures) now:
+        the next plan in this batch may order playbooks by them."""
+        repo.outcomes.not_healed(conn, self._not_healed, self.now)
+        repo.playbooks.count(conn, self._counts)
+        self._not_healed.clear()
+        self._counts.clear()
+
+    def flush(self, conn: Connection) -> list[int]:
+        """Write everything queued; the ids of the heal logs queued, in order."""
+        now = self.now
+        if self._resolve:
+            closed = repo.incidents.resolve(conn, self._resolve, now)
+            self.effects.resolved.extend(closed)
+            repo.outcomes.healed(conn, self.notify, [r.id for r in closed if r.healed], now)
+        self.flush_outcomes(conn)
+        repo.heal_logs.finish(conn, self._finished)
+        log_ids = repo.heal_logs.add(conn, self._logs)
+        repo.incidents.update_many(conn, self._updates.items())
+        repo.incidents.update_many(
+            conn,
+            self._if_held.items(),
+            only_if_status=IncidentStatus.HEALING.value,
+            held_by=self.owner,
+        )
+        for reason, rows in self._escalate.items():
+            escalated = repo.incidents.escalate(conn, rows, reason, now)
+            if escalated:
+                self.effects.count("escalations", reason.value, n=len(escalated))
+                self.effects.escalated += len(escalated)
+                self._events.setdefault(Event.ESCALATED, []).extend(escalated)
+                for incident_id in escalated:
+                    log.info("incident %s escalated: %s", incident_id, reason.value)
+        repo.guards.unlock_targets(conn, self._unlock)
+        repo.incidents.release(conn, self._release, self.owner)
+        for event, ids in self._events.items():
+            repo.outbox.notify(conn, self.notify, event, ids, now)
+        return log_ids
