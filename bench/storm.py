@@ -7,6 +7,11 @@ only. Prints the time to store every alert, the time until the last action ran, 
 and the resend check. Figures, not assertions: quote them beside the same machine's others.
 
     python bench/storm.py [--store sqlite|postgresql] [--replicas 1] [--alerts 20000]
+                          [--concurrency 256]
+
+--concurrency is each replica's worker_concurrency (actions in flight). The service's default
+of 4 suits container restarts that take seconds; a fast action in a storm wants more, and
+the worker then claims, guards and records that many incidents per transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest import cpu_seconds  # noqa: E402
 from tests.conftest import TOKEN  # noqa: E402
 from tests.realprograms import listening  # noqa: E402
 from tests.serving import Runner, oom_group, start_replica, write_config  # noqa: E402
@@ -43,6 +49,13 @@ async def pg(sql: str) -> None:
         await conn.close()
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle or waiting on I/O) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 async def wait(check, within: float, what: str) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     while not check():
@@ -58,6 +71,7 @@ async def main() -> int:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=256)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-storm-"))
     runner = Runner()
@@ -80,6 +94,7 @@ async def main() -> int:
         "AUTOHEAL_LEASE_SECONDS": "120",
         "AUTOHEAL_WORKER_POLL_SECONDS": "1",
         "AUTOHEAL_LOG_LEVEL": "WARNING",
+        "AUTOHEAL_WORKER_CONCURRENCY": str(args.concurrency),
     }
     replicas = [start_replica(tmp, f"r{i}", url, config, **env) for i in range(args.replicas)]
     try:
@@ -101,16 +116,30 @@ async def main() -> int:
                     async with http.post(f"{replica.url}/api/v1/alerts", json=payload) as resp:
                         assert resp.status == 200, await resp.text()
 
+            cpu_before = [cpu_seconds(r.process.pid) for r in replicas]
+            own_before = time.process_time()
+            machine_before = machine_busy_seconds()
             started = time.perf_counter()
             await asyncio.gather(*(client() for _ in range(args.connections)))
             stored = time.perf_counter()
             done = await wait(lambda: sum(runner.calls.values()) >= args.alerts, 1800, "actions")
             total = done - started
             twice = sum(1 for n in runner.calls.values() if n > 1)
+            cpu = [
+                cpu_seconds(r.process.pid) - b for r, b in zip(replicas, cpu_before, strict=True)
+            ]
+            own = time.process_time() - own_before
+            machine = machine_busy_seconds() - machine_before
             print(
-                f"{args.store}, {args.replicas} replica(s): {args.alerts} alerts stored in "
+                f"{args.store}, {args.replicas} replica(s), concurrency {args.concurrency}: "
+                f"{args.alerts} alerts stored in "
                 f"{stored - started:.2f}s; every action run after {total:.2f}s "
                 f"({args.alerts / total:.0f} actions/s); targets run more than once: {twice}"
+            )
+            print(
+                f"CPU seconds: autoheal {' + '.join(f'{c:.1f}' for c in cpu)}, this script "
+                f"(client and job runner) {own:.1f}, the whole machine {machine:.1f} of "
+                f"{total * (os.cpu_count() or 1):.1f} available"
             )
             # 20,000 resends of one alert: one incident, one action.
             one = oom_group(["resent"])

@@ -1,4 +1,4 @@
-"""JSON encoding for the hot paths: webhook answers and the JSON columns of every row stored.
+"""JSON for the hot paths: webhook answers and the JSON columns of every row stored and read.
 
 orjson is several times faster than the standard library here; the standard library remains
 the fallback for what orjson refuses (integers beyond 64 bits, which a client may send in an
@@ -31,3 +31,11 @@ def dumps_bytes(value: Any) -> bytes:
 
 def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
+
+
+def loads(text: str | bytes) -> Any:
+    """The JSON columns read back (the worker reads every claimed incident's labels)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # what orjson refuses to read, as it refused to write it

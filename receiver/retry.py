@@ -45,8 +45,16 @@ def is_transient(exc: BaseException) -> bool:
 
 async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:
     """Run ``call`` again on transient failures, within ``within`` seconds overall."""
-    # Imported on first use: only actions that reach the network need it (saves resident
-    # memory in a service that may never run one).
+    # Most calls succeed at once: they pay nothing for the retry machinery (under an alert
+    # storm, tenacity's bookkeeping cost a fifth as much as the HTTP call it wrapped).
+    try:
+        return await call()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        failed: BaseException | None = exc
+    # Imported on first use: only actions whose first try failed need it (saves resident
+    # memory in a service that may never retry).
     from tenacity import (
         AsyncRetrying,
         retry_if_exception,
@@ -63,8 +71,12 @@ async def with_retries(call: Callable[[], Awaitable[T]], within: float) -> T:
     )
 
     async def attempt() -> T:
-        # A coroutine function, so tenacity awaits it (a lambda returning a coroutine would
-        # be taken for a plain function).
+        # The try above is the policy's first: replay its failure, so the policy's wait and
+        # bounds apply to the tries that follow exactly as if tenacity had made it.
+        nonlocal failed
+        if failed is not None:
+            exc, failed = failed, None
+            raise exc
         return await call()
 
     result: T = await retrying(attempt)

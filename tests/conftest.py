@@ -254,8 +254,21 @@ class Service:
         return await self.incident(item["id"])
 
     async def settle(self, within: float = 10) -> None:
-        """Let the worker do everything that is due now."""
+        """Let the worker do everything that is due now, then check that only active
+        incidents have a next attempt (the worker's claim reads that index alone)."""
         await self.worker.drain(within)
+        from sqlalchemy import func, select
+
+        from receiver.db.repo._sql import ACTIVE
+        from receiver.db.schema import incidents
+
+        async with self.db.reading() as conn:
+            stray = await conn.scalar(
+                select(func.count()).where(
+                    incidents.c.status.not_in(ACTIVE), incidents.c.next_attempt_at.is_not(None)
+                )
+            )
+        assert stray == 0, "an incident that ended still has a next attempt"
 
     async def deliver(self) -> int:
         """Run the outbox sender once, as its loop would (tests drive it)."""

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from receiver.errors import ConfigError
-from receiver.jsoncodec import dumps
+from receiver.jsoncodec import dumps, loads
 
 T = TypeVar("T")
 
@@ -243,6 +243,7 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         engine_kw.setdefault("pool_size", 3)
         engine_kw.setdefault("max_overflow", 2)
     engine_kw.setdefault("json_serializer", dumps)
+    engine_kw.setdefault("json_deserializer", loads)
     engine = create_async_engine(parsed, **engine_kw)
     if backend != "sqlite":
         return Database(engine=engine, read_engine=engine)
@@ -253,6 +254,7 @@ def open_database(url: str, **engine_kw: Any) -> Database:
         pool_size=1,
         max_overflow=0,
         json_serializer=dumps,
+        json_deserializer=loads,
     )
     # 1 MB instead of SQLite's 2 MB default: it still holds the interior pages of the indexes
     # ingest inserts into (the leaves it touches are random, a bigger cache rarely has them),

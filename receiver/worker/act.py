@@ -38,9 +38,9 @@ async def run_action(ctx: StepContext, s: Started) -> Done:
     action_ctx = ActionContext(s.row["id"], s.row["labels"] or {}, timeout, ctx.resources)
     started = time.perf_counter()
     try:
-        outcome = await asyncio.wait_for(
-            ACTIONS[action_type].run(s.plan.params, action_ctx), timeout
-        )
+        # A deadline on this task (wait_for would run the action in a task of its own).
+        async with asyncio.timeout(timeout):
+            outcome = await ACTIONS[action_type].run(s.plan.params, action_ctx)
     except asyncio.CancelledError:
         raise
     except TimeoutError:

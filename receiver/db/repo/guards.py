@@ -2,7 +2,8 @@
 global action budget.
 
 Each takes a whole batch of wanted rows at once (the worker guards a batch of incidents in
-one transaction): one multi-row INSERT ... ON CONFLICT DO NOTHING takes every free row, and
+one transaction): one INSERT ... ON CONFLICT DO NOTHING RETURNING, executed for many rows
+(SQLAlchemy sends them as multi-row statements of a cached shape), takes every free row;
 only the rows already there are read and taken one by one, where a condition allows it.
 """
 
@@ -10,22 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, case, delete, or_, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, or_, select, tuple_, update
 
 from receiver.db.repo._sql import dialect_name, insert_into
 from receiver.db.schema import action_budget, cooldowns, target_locks
-
-# Rows per multi-row INSERT: 4 columns each stays far below SQLite's bound-parameter limit.
-_CHUNK = 200
-
-
-T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
-    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def _for_update(conn: Connection, stmt: Any) -> Any:
@@ -44,21 +35,19 @@ def lock_targets(
     """Take the per-target lock for each ``(target, incident id)`` (targets distinct); the
     incidents that got theirs. Another incident's unexpired lock holds a target back; an
     expired one, or the incident's own (a retry after a crash), is taken over."""
-    got: set[int] = set()
+    if not wanted:
+        return set()
     by_target = dict(wanted)
-    for chunk in _chunks(wanted):
-        created = conn.execute(
-            insert_into(conn, target_locks)
-            .values(
-                [
-                    {"target": t, "incident_id": i, "owner": owner, "expires_at": now + hold}
-                    for t, i in chunk
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(target_locks.c.incident_id)
-        )
-        got.update(r[0] for r in created)
+    created = conn.execute(
+        insert_into(conn, target_locks)
+        .on_conflict_do_nothing()
+        .returning(target_locks.c.incident_id),
+        [
+            {"target": t, "incident_id": i, "owner": owner, "expires_at": now + hold}
+            for t, i in wanted
+        ],
+    )
+    got = {r[0] for r in created}
     held = [t for t, i in wanted if i not in got]
     if not held:
         return got
@@ -89,11 +78,13 @@ def lock_targets(
 
 def unlock_targets(conn: Connection, held: Sequence[tuple[str, int]]) -> None:
     """Give up the locks these ``(target, incident id)`` hold."""
-    for chunk in _chunks(held):
+    if held:
         conn.execute(
             delete(target_locks).where(
-                tuple_(target_locks.c.target, target_locks.c.incident_id).in_(list(chunk))
-            )
+                target_locks.c.target == bindparam("_target"),
+                target_locks.c.incident_id == bindparam("_incident"),
+            ),
+            [{"_target": t, "_incident": i} for t, i in held],
         )
 
 
@@ -105,20 +96,16 @@ def take_cooldowns(
     """Take the (playbook, target) cooldown for each ``(playbook id, target, incident id,
     cooldown)`` (pairs distinct). Returns, for each incident refused, when its cooldown
     frees up. The incident that holds a cooldown may act again (max_retries bounds it)."""
-    got: set[int] = set()
-    for chunk in _chunks(wanted):
-        created = conn.execute(
-            insert_into(conn, cooldowns)
-            .values(
-                [
-                    {"playbook_id": p, "target": t, "incident_id": i, "last_action_at": now}
-                    for p, t, i, _ in chunk
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(cooldowns.c.incident_id)
-        )
-        got.update(r[0] for r in created)
+    if not wanted:
+        return {}
+    created = conn.execute(
+        insert_into(conn, cooldowns).on_conflict_do_nothing().returning(cooldowns.c.incident_id),
+        [
+            {"playbook_id": p, "target": t, "incident_id": i, "last_action_at": now}
+            for p, t, i, _ in wanted
+        ],
+    )
+    got = {r[0] for r in created}
     held = {(p, t): (i, c) for p, t, i, c in wanted if i not in got}
     refused: dict[int, datetime] = {}
     if not held:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE, lease_rows
@@ -68,17 +68,23 @@ def claim(
     conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int
 ) -> list[dict[str, Any]]:
     """Lease up to ``limit`` due incidents, earliest due first; the whole rows, which the
-    worker's batch plans from. Expired leases are taken over (a dead replica)."""
+    worker's batch plans from. Expired leases are taken over (a dead replica).
+
+    Only active incidents have a ``next_attempt_at`` (every path that ends one clears it),
+    so the pick walks the partial index ix_incidents_due in order and stops after
+    ``limit``; filtering on status there would have the planner sort every due incident
+    instead. The take still checks the status."""
     rows = lease_rows(
         conn,
         incidents,
-        and_(incidents.c.status.in_(ACTIVE), incidents.c.next_attempt_at <= now),
+        incidents.c.next_attempt_at <= now,
         incidents.c.next_attempt_at,
         or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
         owner=owner,
         until=now + lease,
         limit=limit,
         returning=list(incidents.c),
+        still=incidents.c.status.in_(ACTIVE),
     )
     # RETURNING gives no order (PostgreSQL): first due, first served.
     taken = [dict(r._mapping) for r in rows]
@@ -98,9 +104,12 @@ def release(conn: Connection, incident_ids: Iterable[int], owner: str) -> None:
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
-    """When the earliest active incident falls due: how long the worker may sleep."""
+    """When the earliest active incident falls due: how long the worker may sleep (one
+    step into ix_incidents_due: only active incidents have a next attempt)."""
     value = await conn.scalar(
-        select(func.min(incidents.c.next_attempt_at)).where(incidents.c.status.in_(ACTIVE))
+        select(func.min(incidents.c.next_attempt_at)).where(
+            incidents.c.next_attempt_at.is_not(None)
+        )
     )
     return value if isinstance(value, datetime) else None
 
