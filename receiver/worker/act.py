@@ -92,7 +92,6 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
                     "updated_at": now,
                 },
             )
-            w.release(incident_id)
         elif not outcome.retryable:
             w.escalate(row, EscalationReason.NOT_RETRYABLE)
         elif d.started.attempt >= playbook.max_retries:
@@ -107,6 +106,5 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
                     "updated_at": now,
                 },
             )
-            w.release(incident_id)
     w.flush(conn)
     return w.effects

@@ -48,10 +48,11 @@ class Begun:
 
 
 def begin(conn: Connection, ctx: StepContext, catalog: Catalog, now: datetime, limit: int) -> Begun:
-    """Claim up to ``limit`` due incidents and move each one step on, up to its action."""
+    """Claim up to ``limit`` due incidents and move each one step on, up to its action;
+    those whose action runs are leased to this replica until it is recorded."""
     lease = timedelta(seconds=ctx.settings.lease_seconds)
-    rows = repo.incidents.claim(conn, ctx.owner, now, lease, limit)
-    w = Writes(ctx.owner, now, ctx.notify)
+    rows = repo.incidents.claim(conn, now, limit)
+    w = Writes(ctx.owner, now, ctx.notify, claimed=True)
     if not rows:
         return Begun(0, [], w.effects)
     interrupted = [r["id"] for r in rows if r["status"] == _HEALING]
@@ -103,6 +104,8 @@ def begin(conn: Connection, ctx: StepContext, catalog: Catalog, now: datetime, l
                 "target": c.plan.target,
                 "last_action_at": now,
                 "updated_at": now,
+                "lease_owner": ctx.owner,
+                "lease_until": now + lease,
             },
         )
         if ctx.notify.healing:

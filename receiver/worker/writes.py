@@ -27,6 +27,8 @@ from receiver.worker.plan import Plan
 
 log = logging.getLogger(__name__)
 
+NO_LEASE = {"lease_owner": None, "lease_until": None}
+
 
 @dataclass(slots=True)
 class Effects:
@@ -55,6 +57,11 @@ class Writes:
     owner: str
     now: datetime
     notify: NotifyScope
+    # True in the transaction that claimed the incidents, which holds them (row locks on
+    # PostgreSQL, the write lock on SQLite): a lease is written only where an action starts,
+    # and giving one up is part of the incident's update. False when outcomes are recorded
+    # later: a lease is given up only where this replica still holds it.
+    claimed: bool = False
     effects: Effects = field(default_factory=Effects)
     _logs: list[dict[str, Any]] = field(default_factory=list)
     _finished: list[dict[str, Any]] = field(default_factory=list)
@@ -109,12 +116,18 @@ class Writes:
         self._updates.setdefault(incident_id, {}).update(values)
 
     def update_if_held(self, incident_id: int, values: Mapping[str, Any]) -> None:
-        """Only while the incident is still healing under this owner's lease: a resolve may
-        have closed it meanwhile, or (after a long stall) another replica taken it over."""
-        self._if_held.setdefault(incident_id, {}).update(values)
+        """Apply ``values`` and give up the lease, only while the incident is still healing
+        under this owner's lease: a resolve may have closed it meanwhile, or (after a long
+        stall) another replica taken it over."""
+        self._if_held.setdefault(incident_id, {}).update({**values, **NO_LEASE})
 
     def release(self, incident_id: int) -> None:
-        self._release.add(incident_id)
+        """This replica is done with the incident for now (clears an expired lease it was
+        claimed with, too)."""
+        if self.claimed:
+            self.update(incident_id, NO_LEASE)
+        else:
+            self._release.add(incident_id)
 
     def unlock(self, target: str, incident_id: int) -> None:
         self._unlock.append((target, incident_id))

@@ -47,14 +47,12 @@ def lease_rows(
     until: datetime,
     limit: int,
     returning: Sequence[Any],
-    still: Any = None,
 ) -> list[Any]:
     """Claim up to ``limit`` rows meeting ``due`` (first by ``order_by``) whose lease is
     ``free``: pick them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas pick apart),
-    then take them with a conditional UPDATE, so a row another claimer took in between (or,
-    with ``still``, one that no longer meets it) is left out. Returns the ``returning``
-    columns of the rows taken. Synchronous: the worker claims inside its batch transaction;
-    async callers use ``run_sync``."""
+    then take them with a conditional UPDATE, so a row another claimer took in between is
+    left out. Returns the ``returning`` columns of the rows taken. Synchronous (async callers
+    use ``run_sync``)."""
     pick = select(table.c.id).where(due, free).order_by(order_by).limit(limit)
     if dialect_name(conn) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
@@ -63,7 +61,7 @@ def lease_rows(
         return []
     result = conn.execute(
         update(table)
-        .where(table.c.id.in_(ids), free, *([] if still is None else [still]))
+        .where(table.c.id.in_(ids), free)
         .values(lease_owner=owner, lease_until=until)
         .returning(*returning)
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.db.repo._sql import ACTIVE, RESOLVABLE, lease_rows
+from receiver.db.repo._sql import ACTIVE, RESOLVABLE, dialect_name
 from receiver.db.schema import incidents, playbooks
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 
@@ -64,32 +64,30 @@ async def resolve_task(conn: AsyncConnection, task: str, now: datetime) -> list[
     return as_resolved(result.all())
 
 
-def claim(
-    conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[dict[str, Any]]:
-    """Lease up to ``limit`` due incidents, earliest due first; the whole rows, which the
-    worker's batch plans from. Expired leases are taken over (a dead replica).
+def claim(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` due incidents no live lease holds, earliest due first, locked for
+    this transaction: on PostgreSQL by ``FOR UPDATE SKIP LOCKED`` (replicas pick apart), on
+    SQLite by the write lock the transaction already holds. Expired leases are taken over
+    (a dead replica). The worker decides in the same transaction and writes a lease only on
+    the incidents whose action then runs: one UPDATE per incident, not a take and a decision.
 
     Only active incidents have a ``next_attempt_at`` (every path that ends one clears it),
     so the pick walks the partial index ix_incidents_due in order and stops after
-    ``limit``; filtering on status there would have the planner sort every due incident
-    instead. The take still checks the status."""
-    rows = lease_rows(
-        conn,
-        incidents,
-        incidents.c.next_attempt_at <= now,
-        incidents.c.next_attempt_at,
-        or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
-        owner=owner,
-        until=now + lease,
-        limit=limit,
-        returning=list(incidents.c),
-        still=incidents.c.status.in_(ACTIVE),
+    ``limit``; a status condition would have the planner sort every due incident instead.
+    The status is checked on the rows read."""
+    pick = (
+        select(incidents)
+        .where(
+            incidents.c.next_attempt_at <= now,
+            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
+        )
+        .order_by(incidents.c.next_attempt_at, incidents.c.id)
+        .limit(limit)
     )
-    # RETURNING gives no order (PostgreSQL): first due, first served.
-    taken = [dict(r._mapping) for r in rows]
-    taken.sort(key=lambda r: (r["next_attempt_at"], r["id"]))
-    return taken
+    if dialect_name(conn) == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    rows = [dict(r._mapping) for r in conn.execute(pick)]
+    return [r for r in rows if r["status"] in ACTIVE]
 
 
 def release(conn: Connection, incident_ids: Iterable[int], owner: str) -> None:
