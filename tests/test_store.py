@@ -284,3 +284,45 @@ async def test_migrations_build_the_schema_the_code_declares(store_url: str) -> 
     finally:
         await db.dispose()
     assert diff == []
+
+
+async def test_the_claim_walks_the_due_index_without_sorting(store_url: str) -> None:
+    """The worker's claim must stop after its batch however many incidents are due: its
+    own statement can read ix_incidents_due (partial: active incidents only) in the order
+    it asks for, with no sort step."""
+    from sqlalchemy import event, text
+
+    db = open_database(store_url)
+    now = datetime.now(UTC)
+
+    def explain(conn: Any) -> tuple[str, str]:
+        captured: list[tuple[str, Any]] = []
+
+        def capture(c: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            captured.append((statement, params))
+
+        event.listen(conn, "before_cursor_execute", capture)
+        try:
+            repo.incidents.claim(conn, now, 4)
+        finally:
+            event.remove(conn, "before_cursor_execute", capture)
+        ((sql, params),) = captured
+        if db.dialect == "postgresql":
+            # An empty table is read whole and sorted: ask whether the index can serve
+            # the query in its order at all, with the other ways priced out.
+            for way in ("seqscan", "bitmapscan", "sort", "incremental_sort"):
+                conn.exec_driver_sql(f"SET LOCAL enable_{way} = off")
+            plan = conn.exec_driver_sql("EXPLAIN " + sql, params).scalars().all()
+            index = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_incidents_due'"
+        else:
+            plan = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)]
+            index = "SELECT sql FROM sqlite_master WHERE name = 'ix_incidents_due'"
+        return "\n".join(plan), conn.execute(text(index)).scalar_one()
+
+    try:
+        plan, index = await db.run_in_transaction(explain, short=True)
+    finally:
+        await db.dispose()
+    assert "ix_incidents_due" in plan, plan
+    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+    assert "next_attempt_at IS NOT NULL" in index, index

@@ -159,10 +159,12 @@ incidents = Table(
     Index("ix_incidents_status_created_at", "status", "created_at"),
     Index("ix_incidents_task_name_error_type", "task_name", "error_type"),
     # Only active incidents have a next attempt: the claim walks this in order and stops.
+    # Partial on both stores (migration 0009 says so for PostgreSQL too); declaring
+    # postgresql_where here would load the PostgreSQL dialect into every SQLite process.
     Index(
         "ix_incidents_due",
         "next_attempt_at",
-        postgresql_where=text("next_attempt_at IS NOT NULL"),
+        "id",
         sqlite_where=text("next_attempt_at IS NOT NULL"),
     ),
 )

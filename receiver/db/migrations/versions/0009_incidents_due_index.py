@@ -28,7 +28,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_incidents_due",
         "incidents",
-        ["next_attempt_at"],
+        ["next_attempt_at", "id"],
         postgresql_where=_WHERE,
         sqlite_where=_WHERE,
     )
