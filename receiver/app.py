@@ -26,6 +26,7 @@ from receiver.db.engine import open_database
 from receiver.db.migrate import ensure_schema
 from receiver.domain import UNRESOLVED_STATUSES
 from receiver.ingest import Ingestor
+from receiver.jsoncodec import dumps
 from receiver.metrics import build_metrics
 from receiver.notify import build_notifiers, notify_scope
 from receiver.notify.alertmanager import Escalator
@@ -62,7 +63,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         inventory=settings.inventory,
         docker=DockerClients(settings.inventory),
         ssh=SSHPool(settings.inventory),
-        http=aiohttp.ClientSession(),
+        http=aiohttp.ClientSession(json_serialize=dumps),  # bodies as the store writes JSON
         http_allow=tuple(settings.http_allow),
     )
     app[appkeys.RESOURCES] = resources
