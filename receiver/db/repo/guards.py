@@ -9,14 +9,27 @@ only the rows already there are read and taken one by one, where a condition all
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, or_, select, tuple_, update
 
-from receiver.db.repo._sql import dialect_name, insert_into
+from receiver.db.repo._sql import dialect_insert, dialect_name, insert_into
 from receiver.db.schema import action_budget, cooldowns, target_locks
+
+
+@functools.cache
+def _take(dialect: str, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING incident_id, built once per dialect."""
+    return dialect_insert(dialect)(table).on_conflict_do_nothing().returning(table.c.incident_id)
+
+
+_UNLOCK = delete(target_locks).where(
+    target_locks.c.target == bindparam("_target"),
+    target_locks.c.incident_id == bindparam("_incident"),
+)
 
 
 def _for_update(conn: Connection, stmt: Any) -> Any:
@@ -39,9 +52,7 @@ def lock_targets(
         return set()
     by_target = dict(wanted)
     created = conn.execute(
-        insert_into(conn, target_locks)
-        .on_conflict_do_nothing()
-        .returning(target_locks.c.incident_id),
+        _take(dialect_name(conn), target_locks),
         [
             {"target": t, "incident_id": i, "owner": owner, "expires_at": now + hold}
             for t, i in wanted
@@ -79,13 +90,7 @@ def lock_targets(
 def unlock_targets(conn: Connection, held: Sequence[tuple[str, int]]) -> None:
     """Give up the locks these ``(target, incident id)`` hold."""
     if held:
-        conn.execute(
-            delete(target_locks).where(
-                target_locks.c.target == bindparam("_target"),
-                target_locks.c.incident_id == bindparam("_incident"),
-            ),
-            [{"_target": t, "_incident": i} for t, i in held],
-        )
+        conn.execute(_UNLOCK, [{"_target": t, "_incident": i} for t, i in held])
 
 
 def take_cooldowns(
@@ -99,7 +104,7 @@ def take_cooldowns(
     if not wanted:
         return {}
     created = conn.execute(
-        insert_into(conn, cooldowns).on_conflict_do_nothing().returning(cooldowns.c.incident_id),
+        _take(dialect_name(conn), cooldowns),
         [
             {"playbook_id": p, "target": t, "incident_id": i, "last_action_at": now}
             for p, t, i, _ in wanted

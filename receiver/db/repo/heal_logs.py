@@ -19,15 +19,39 @@ from receiver.domain import HealResult
 # What a finished attempt writes (the action may say better what ran: action_detail).
 _FINISHED = ("result", "result_output", "duration_ms", "finished_at", "reason")
 
+# Built once (see repo.incidents on why).
+_ADD = heal_logs.insert().returning(heal_logs.c.id, sort_by_parameter_order=True)
+_FINISH = (
+    update(heal_logs)
+    .where(heal_logs.c.id == bindparam("_id"))
+    .values(
+        {
+            **{k: bindparam(k) for k in _FINISHED},
+            "action_detail": func.coalesce(bindparam("action_detail"), heal_logs.c.action_detail),
+        }
+    )
+)
+_FAIL_INTERRUPTED = (
+    update(heal_logs)
+    .where(
+        heal_logs.c.incident_id.in_(bindparam("ids", expanding=True)),
+        heal_logs.c.result == HealResult.PENDING.value,
+    )
+    .values(
+        result=HealResult.FAILED.value,
+        reason="interrupted",
+        result_output="attempt interrupted: the worker stopped before it finished",
+        finished_at=bindparam("now"),
+    )
+)
+
 
 def add(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert heal logs; their ids, in the order given."""
     if not rows:
         return []
     params = [{"result_output": "", "duration_ms": 0, **r} for r in rows]
-    result = conn.execute(
-        heal_logs.insert().returning(heal_logs.c.id, sort_by_parameter_order=True), params
-    )
+    result = conn.execute(_ADD, params)
     return [int(r[0]) for r in result]
 
 
@@ -39,38 +63,14 @@ def finish(conn: Connection, finished: Iterable[Mapping[str, Any]]) -> None:
     ]
     if not params:
         return
-    conn.execute(
-        update(heal_logs)
-        .where(heal_logs.c.id == bindparam("_id"))
-        .values(
-            {
-                **{k: bindparam(k) for k in _FINISHED},
-                "action_detail": func.coalesce(
-                    bindparam("action_detail"), heal_logs.c.action_detail
-                ),
-            }
-        ),
-        params,
-    )
+    conn.execute(_FINISH, params)
 
 
 def fail_interrupted(conn: Connection, incident_ids: Sequence[int], now: datetime) -> int:
     """Pending attempts left by a replica that died mid-heal become failures."""
     if not incident_ids:
         return 0
-    result = conn.execute(
-        update(heal_logs)
-        .where(
-            heal_logs.c.incident_id.in_(list(incident_ids)),
-            heal_logs.c.result == HealResult.PENDING.value,
-        )
-        .values(
-            result=HealResult.FAILED.value,
-            reason="interrupted",
-            result_output="attempt interrupted: the worker stopped before it finished",
-            finished_at=now,
-        )
-    )
+    result = conn.execute(_FAIL_INTERRUPTED, {"ids": list(incident_ids), "now": now})
     return int(result.rowcount)
 
 

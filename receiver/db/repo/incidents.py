@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,26 @@ async def resolve_task(conn: AsyncConnection, task: str, now: datetime) -> list[
     return as_resolved(result.all())
 
 
+# The worker's statements are built once, with bound parameters: building one per call
+# (expressions, then SQLAlchemy's cache key) cost several times what executing it did, and
+# a worker transaction runs about ten of them however few incidents it moves.
+
+
+@functools.cache
+def _claim(dialect: str) -> Any:
+    now: Any = bindparam("now")
+    pick = (
+        select(incidents)
+        .where(
+            incidents.c.next_attempt_at <= now,
+            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
+        )
+        .order_by(incidents.c.next_attempt_at, incidents.c.id)
+        .limit(bindparam("limit"))
+    )
+    return pick.with_for_update(skip_locked=True) if dialect == "postgresql" else pick
+
+
 def claim(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` due incidents no live lease holds, earliest due first, locked for
     this transaction: on PostgreSQL by ``FOR UPDATE SKIP LOCKED`` (replicas pick apart), on
@@ -75,40 +96,39 @@ def claim(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
     so the pick walks the partial index ix_incidents_due in order and stops after
     ``limit``; a status condition would have the planner sort every due incident instead.
     The status is checked on the rows read."""
-    pick = (
-        select(incidents)
-        .where(
-            incidents.c.next_attempt_at <= now,
-            or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
-        )
-        .order_by(incidents.c.next_attempt_at, incidents.c.id)
-        .limit(limit)
-    )
-    if dialect_name(conn) == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    rows = [dict(r._mapping) for r in conn.execute(pick)]
+    rows = [
+        dict(r._mapping)
+        for r in conn.execute(_claim(dialect_name(conn)), {"now": now, "limit": limit})
+    ]
     return [r for r in rows if r["status"] in ACTIVE]
+
+
+_RELEASE = (
+    update(incidents)
+    .where(
+        incidents.c.id.in_(bindparam("ids", expanding=True)),
+        incidents.c.lease_owner == bindparam("owner"),
+    )
+    .values(lease_owner=None, lease_until=None)
+)
 
 
 def release(conn: Connection, incident_ids: Iterable[int], owner: str) -> None:
     """Give up the leases this owner holds on these incidents."""
     ids = sorted(set(incident_ids))
     if ids:
-        conn.execute(
-            update(incidents)
-            .where(incidents.c.id.in_(ids), incidents.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
+        conn.execute(_RELEASE, {"ids": ids, "owner": owner})
+
+
+_NEXT_DUE = select(func.min(incidents.c.next_attempt_at)).where(
+    incidents.c.next_attempt_at.is_not(None)
+)
 
 
 async def next_due(conn: AsyncConnection) -> datetime | None:
     """When the earliest active incident falls due: how long the worker may sleep (one
     step into ix_incidents_due: only active incidents have a next attempt)."""
-    value = await conn.scalar(
-        select(func.min(incidents.c.next_attempt_at)).where(
-            incidents.c.next_attempt_at.is_not(None)
-        )
-    )
+    value = await conn.scalar(_NEXT_DUE)
     return value if isinstance(value, datetime) else None
 
 
@@ -129,18 +149,26 @@ def update_many(
     those whose lease that owner still holds."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for incident_id, values in changes:
-        groups.setdefault(tuple(sorted(values)), []).append({"_id": incident_id, **values})
-    for columns, params in groups.items():
-        stmt = (
-            update(incidents)
-            .where(incidents.c.id == bindparam("_id"))
-            .values({c: bindparam(c) for c in columns})
-        )
-        if only_if_status is not None:
-            stmt = stmt.where(incidents.c.status == only_if_status)
+        row = {"_id": incident_id, **values}
         if held_by is not None:
-            stmt = stmt.where(incidents.c.lease_owner == held_by)
-        conn.execute(stmt, params)
+            row["_owner"] = held_by
+        groups.setdefault(tuple(sorted(values)), []).append(row)
+    for columns, rows in groups.items():
+        conn.execute(_update(columns, only_if_status, held_by is not None), rows)
+
+
+@functools.cache
+def _update(columns: tuple[str, ...], only_if_status: str | None, held: bool) -> Any:
+    stmt = (
+        update(incidents)
+        .where(incidents.c.id == bindparam("_id"))
+        .values({c: bindparam(c) for c in columns})
+    )
+    if only_if_status is not None:
+        stmt = stmt.where(incidents.c.status == only_if_status)
+    if held:
+        stmt = stmt.where(incidents.c.lease_owner == bindparam("_owner"))
+    return stmt
 
 
 def escalate(
@@ -157,22 +185,30 @@ def escalate(
         by_source.setdefault(row["source"] == Source.SCHEDULER.value, []).append(row["id"])
     escalated: list[int] = []
     for scheduler, ids in by_source.items():
-        values: dict[str, Any] = {
-            "status": IncidentStatus.ESCALATED.value,
-            "escalation_reason": reason.value,
-            "next_attempt_at": None,
-            "updated_at": now,
-        }
-        if scheduler:
-            values["dedup_key"] = None
-        result = conn.execute(
-            update(incidents)
-            .where(incidents.c.id.in_(ids), incidents.c.status.in_(ACTIVE))
-            .values(**values)
-            .returning(incidents.c.id)
-        )
-        escalated.extend(r[0] for r in result)
+        params = {"ids": ids, "reason": reason.value, "now": now}
+        escalated.extend(r[0] for r in conn.execute(_escalate(scheduler), params))
     return sorted(escalated)
+
+
+@functools.cache
+def _escalate(scheduler: bool) -> Any:
+    values: dict[str, Any] = {
+        "status": IncidentStatus.ESCALATED.value,
+        "escalation_reason": bindparam("reason"),
+        "next_attempt_at": None,
+        "updated_at": bindparam("now"),
+    }
+    if scheduler:
+        values["dedup_key"] = None
+    return (
+        update(incidents)
+        .where(
+            incidents.c.id.in_(bindparam("ids", expanding=True)),
+            incidents.c.status.in_(ACTIVE),
+        )
+        .values(**values)
+        .returning(incidents.c.id)
+    )
 
 
 def resolve(conn: Connection, rows: Iterable[Mapping[str, Any]], now: datetime) -> list[Resolved]:

@@ -75,17 +75,20 @@ async def list_playbooks(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
+# Built once (see repo.incidents on why).
+_COUNT = {
+    ok: update(playbooks)
+    .where(playbooks.c.id == bindparam("_id"))
+    .values({column: column + bindparam("_n")})
+    for ok, column in ((True, playbooks.c.success_count), (False, playbooks.c.fail_count))
+}
+
+
 def count(conn: Connection, outcomes: Mapping[tuple[int, bool], int]) -> None:
     """Add to the playbooks' success and failure counts: ``(playbook id, ok) -> how many``."""
-    for ok in (True, False):
-        column = playbooks.c.success_count if ok else playbooks.c.fail_count
+    for ok, stmt in _COUNT.items():
         params = [
             {"_id": pid, "_n": n} for (pid, good), n in sorted(outcomes.items()) if good is ok
         ]
         if params:
-            conn.execute(
-                update(playbooks)
-                .where(playbooks.c.id == bindparam("_id"))
-                .values({column: column + bindparam("_n")}),
-                params,
-            )
+            conn.execute(stmt, params)
