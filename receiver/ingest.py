@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from receiver.catalog import CatalogHolder
 from receiver.db import repo
-from receiver.db.engine import Database
+from receiver.db.engine import SHORT_ROWS, Database
 from receiver.domain import EscalationReason, Signal, Source
 from receiver.errors import StoreUnavailable
 from receiver.metrics import Metrics
@@ -27,11 +27,6 @@ from receiver.notify.base import NotifyScope
 from receiver.playbooks import candidates
 
 log = logging.getLogger(__name__)
-
-# Batches up to this many signals run their statements on the event loop (about 0.1 ms of
-# CPU per signal; the commit still runs off the loop); larger ones, all on the writer thread,
-# so a burst never stalls the loop for long.
-_SHORT_BATCH = 64
 
 
 @dataclass(slots=True)
@@ -151,7 +146,7 @@ class Ingestor:
             self._db.sync_dialect, signals, datetime.now(UTC), unmatched, self._notify
         )
         outcome = await self._db.run_in_transaction(
-            repo.ingest, plan, short=len(signals) <= _SHORT_BATCH
+            repo.ingest, plan, short=len(signals) <= SHORT_ROWS
         )
         m = self._metrics
         m.ingest_batch.observe(len(signals))

@@ -19,12 +19,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
 from receiver import appkeys
 from receiver.app import create_app
 from receiver.config import Settings, load_settings
 from receiver.db.engine import open_database
 from receiver.db.migrate import upgrade
+from receiver.db.repo._sql import ACTIVE
+from receiver.db.schema import incidents
 
 ROOT = Path(__file__).resolve().parent.parent
 # Real payloads a real Alertmanager 0.25 sent (copied from shared/fixtures/alertmanager).
@@ -257,11 +260,6 @@ class Service:
         """Let the worker do everything that is due now, then check that only active
         incidents have a next attempt (the worker's claim reads that index alone)."""
         await self.worker.drain(within)
-        from sqlalchemy import func, select
-
-        from receiver.db.repo._sql import ACTIVE
-        from receiver.db.schema import incidents
-
         async with self.db.reading() as conn:
             stray = await conn.scalar(
                 select(func.count()).where(

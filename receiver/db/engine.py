@@ -22,6 +22,10 @@ T = TypeVar("T")
 
 # How long a writer waits for the lock of another process writing the same SQLite file.
 _BUSY_MS = 10_000
+# A unit of work of up to this many rows (signals, incidents) is ``short``: its statements run
+# on the event loop (about 0.1 ms of CPU a row; the commit still runs off the loop); larger
+# ones run wholly on the writer thread, so a burst never stalls the loop for long.
+SHORT_ROWS = 64
 
 
 class _WriterThread:

@@ -57,7 +57,7 @@ def begin(conn: Connection, ctx: StepContext, catalog: Catalog, now: datetime, l
         return Begun(0, [], w.effects)
     interrupted = [r["id"] for r in rows if r["status"] == _HEALING]
     if interrupted:
-        # We hold the lease, so whoever was healing lost theirs mid-attempt.
+        # Claimable while healing: whoever was healing let the lease expire mid-attempt.
         n = repo.heal_logs.fail_interrupted(conn, interrupted, now)
         log.warning("incidents %s: resuming after an interrupted attempt (%d)", interrupted, n)
     # First judge the repairs under verification: what did not hold is knowledge the plans

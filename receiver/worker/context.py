@@ -1,15 +1,12 @@
-"""What every lifecycle step is handed: settings, store, metrics and this replica's name."""
+"""What every lifecycle step is handed: settings, this replica's name, clients, scopes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from receiver.config import Settings
-from receiver.db.engine import Database
-from receiver.metrics import Metrics
 from receiver.notify.base import NotifyScope
 from receiver.resources import Resources
 
@@ -21,10 +18,7 @@ def now() -> datetime:
 @dataclass(frozen=True, slots=True)
 class StepContext:
     settings: Settings
-    db: Database
-    metrics: Metrics
     owner: str  # names this replica in leases and heal logs
     resources: Resources | None
     scope: Any  # the parameter scope actions validate templated values against
     notify: NotifyScope  # where escalations and heals are announced (outbox rows)
-    on_escalated: Callable[[], None] = lambda: None  # e.g. post to Alertmanager soon

@@ -115,6 +115,7 @@ def _target_and_cooldown(
     # (alert only, wait) need no lock.
     hold = timedelta(seconds=settings.action_timeout_seconds + 30)
     wanted: dict[int, Candidate] = {}
+    exclusive: list[tuple[str, int]] = []  # (target, incident) for the locks to take
     for c in run:
         if not ACTIONS[c.plan.playbook.action_type].exclusive:
             wanted[c.row["id"]] = c
@@ -123,11 +124,7 @@ def _target_and_cooldown(
         else:
             busy.add(c.plan.target)
             wanted[c.row["id"]] = c
-    exclusive = [
-        (c.plan.target, i)
-        for i, c in wanted.items()
-        if ACTIONS[c.plan.playbook.action_type].exclusive
-    ]
+            exclusive.append((c.plan.target, c.row["id"]))
     locked = repo.guards.lock_targets(conn, exclusive, w.owner, w.now, hold)
     for _, i in exclusive:
         if i not in locked:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
 from receiver.db import repo
-from receiver.db.engine import Database
+from receiver.db.engine import SHORT_ROWS, Database
 from receiver.metrics import Metrics
 from receiver.notify import notify_scope
 from receiver.resources import Resources
@@ -42,9 +42,6 @@ from receiver.worker.writes import Effects
 
 log = logging.getLogger(__name__)
 
-# Batches up to this many incidents run their statements on the event loop, larger ones on
-# the store's writer thread (SQLite; see Database.run_in_transaction), as ingest does.
-_SHORT_BATCH = 64
 # A batch of outcomes the store refused is tried again this often before each one is tried
 # alone; an outcome still refused is left to the lease (another claim finds the attempt
 # interrupted and runs it again).
@@ -67,15 +64,10 @@ class HealWorker:
         self.catalog = catalog
         # Names this replica in leases and heal logs: unique per process, readable by people.
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = metrics
+        self.on_escalated = on_escalated  # e.g. post to Alertmanager soon
         self.ctx = StepContext(
-            settings,
-            db,
-            metrics,
-            self.owner,
-            resources,
-            settings.param_scope(),
-            notify_scope(settings),
-            on_escalated,
+            settings, self.owner, resources, settings.param_scope(), notify_scope(settings)
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet
@@ -135,9 +127,9 @@ class HealWorker:
             return 0
         catalog = self.catalog.current
         begun = await self.db.run_in_transaction(
-            begin, self.ctx, catalog, at, free, short=free <= _SHORT_BATCH
+            begin, self.ctx, catalog, at, free, short=free <= SHORT_ROWS
         )
-        self.ctx.metrics.claims.inc(begun.claimed)
+        self.metrics.claims.inc(begun.claimed)
         self._applied(begun.effects)
         for s in begun.started:
             self._busy += 1
@@ -214,7 +206,7 @@ class HealWorker:
                 await asyncio.sleep(_RECORD_BACKOFF * 2 ** (attempt - 1))
             try:
                 effects = await self.db.run_in_transaction(
-                    record, self.ctx, batch, now(), short=len(batch) <= _SHORT_BATCH
+                    record, self.ctx, batch, now(), short=len(batch) <= SHORT_ROWS
                 )
             except DBAPIError as exc:
                 log.warning("store refused %d outcome(s): %s", len(batch), exc.__class__.__name__)
@@ -234,6 +226,6 @@ class HealWorker:
         )
 
     def _applied(self, effects: Effects) -> None:
-        effects.apply(self.ctx.metrics, self.catalog.current.names)
+        effects.apply(self.metrics, self.catalog.current.names)
         if effects.escalated:
-            self.ctx.on_escalated()
+            self.on_escalated()

@@ -37,7 +37,10 @@ class Effects:
     counts: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter)
     durations: list[tuple[str, str, float]] = field(default_factory=list)
     resolved: list[Resolved] = field(default_factory=list)
-    escalated: int = 0
+
+    @property
+    def escalated(self) -> int:
+        return sum(n for (metric, _), n in self.counts.items() if metric == "escalations")
 
     def count(self, metric: str, *labels: str, n: int = 1) -> None:
         self.counts[metric, labels] += n
@@ -52,7 +55,7 @@ class Effects:
 
 @dataclass(slots=True)
 class Writes:
-    """One transaction's writes. ``start`` and ``log`` return at once; ``flush`` writes."""
+    """One transaction's writes: the methods queue them, ``flush`` writes them."""
 
     owner: str
     now: datetime
@@ -201,7 +204,6 @@ class Writes:
             escalated = repo.incidents.escalate(conn, rows, reason, now)
             if escalated:
                 self.effects.count("escalations", reason.value, n=len(escalated))
-                self.effects.escalated += len(escalated)
                 self._events.setdefault(Event.ESCALATED, []).extend(escalated)
                 for incident_id in escalated:
                     log.info("incident %s escalated: %s", incident_id, reason.value)

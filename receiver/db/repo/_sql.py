@@ -36,8 +36,8 @@ def insert_into(conn: AsyncConnection | Connection, table: Any) -> Any:
     return dialect_insert(dialect_name(conn))(table)
 
 
-def lease_rows(
-    conn: Connection,
+async def lease_rows(
+    conn: AsyncConnection,
     table: Any,
     due: Any,
     order_by: Any,
@@ -51,15 +51,14 @@ def lease_rows(
     """Claim up to ``limit`` rows meeting ``due`` (first by ``order_by``) whose lease is
     ``free``: pick them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas pick apart),
     then take them with a conditional UPDATE, so a row another claimer took in between is
-    left out. Returns the ``returning`` columns of the rows taken. Synchronous (async callers
-    use ``run_sync``)."""
+    left out. Returns the ``returning`` columns of the rows taken."""
     pick = select(table.c.id).where(due, free).order_by(order_by).limit(limit)
     if dialect_name(conn) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    ids = [r[0] for r in conn.execute(pick).all()]
+    ids = [r[0] for r in (await conn.execute(pick)).all()]
     if not ids:
         return []
-    result = conn.execute(
+    result = await conn.execute(
         update(table)
         .where(table.c.id.in_(ids), free)
         .values(lease_owner=owner, lease_until=until)

@@ -139,8 +139,8 @@ async def claim(
     are this owner's own: one sender per process runs one flush at a time, so a row still
     leased to its name was left by a previous incarnation that died mid-send (a restarted
     replica with a stable ``replica_id``, or a container whose pid is 1 again)."""
-    rows = await conn.run_sync(
-        lease_rows,
+    rows = await lease_rows(
+        conn,
         outbox,
         and_(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now),
         outbox.c.id,
