@@ -6,6 +6,11 @@ Real `autoheal serve` processes (1 on SQLite, or 1-3 on one PostgreSQL database)
 only. Prints the time to store every alert, the time until the last action ran, actions/s,
 and the resend check. Figures, not assertions: quote them beside the same machine's others.
 
+Before autoheal, the same alerts go to a bare relay (an aiohttp handler that calls the job
+runner once per alert with the same aiohttp client, storing and deciding nothing): the floor
+for this work in one Python process on this machine. autoheal's time over the relay's, in
+the same run, is the figure that carries from one machine to another.
+
     python bench/storm.py [--store sqlite|postgresql] [--replicas 1] [--alerts 20000]
                           [--concurrency 256]
 
@@ -19,11 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -33,8 +41,43 @@ sys.path.insert(0, str(ROOT))
 
 from bench.ingest import cpu_seconds  # noqa: E402
 from tests.conftest import TOKEN  # noqa: E402
-from tests.realprograms import listening  # noqa: E402
-from tests.serving import Runner, oom_group, start_replica, write_config  # noqa: E402
+from tests.realprograms import free_port, listening  # noqa: E402
+from tests.serving import Replica, Runner, oom_group, start_replica, write_config  # noqa: E402
+
+# The floor: receive the webhook, call the runner for each alert (as many in flight as the
+# worker's concurrency), answer. Nothing stored, classified, guarded or recorded.
+BARE_RELAY = """
+import asyncio, sys
+import aiohttp, orjson
+from aiohttp import web
+
+port, runner, limit = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+calls = set()
+
+async def call(app, target):
+    async with app["gate"]:
+        async with app["http"].post(runner, json={"target": target}) as resp:
+            await resp.read()
+
+async def handle(request):
+    body = await request.json()
+    for alert in body["alerts"]:
+        task = asyncio.create_task(call(request.app, alert["labels"]["container"]))
+        calls.add(task)
+        task.add_done_callback(calls.discard)
+    return web.json_response({"status": "ok"})
+
+async def clients(app):
+    app["gate"] = asyncio.Semaphore(limit)
+    app["http"] = aiohttp.ClientSession(json_serialize=lambda o: orjson.dumps(o).decode())
+    yield
+    await app["http"].close()
+
+app = web.Application(client_max_size=1 << 20)
+app.router.add_post("/api/v1/alerts", handle)
+app.cleanup_ctx.append(clients)
+web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+"""
 
 PG_ADMIN = os.environ.get("AUTOHEAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -65,6 +108,59 @@ async def wait(check, within: float, what: str) -> float:  # type: ignore[no-unt
     return time.perf_counter()
 
 
+@dataclass
+class Run:
+    stored: float  # seconds until every alert was answered 2xx
+    total: float  # seconds until every action ran
+    cpu: list[float]  # CPU seconds of each server process
+    own: float  # CPU seconds of this script (client and job runner)
+    machine: float  # CPU seconds all cores were busy
+
+
+async def storm(
+    http: aiohttp.ClientSession,
+    runner: Runner,
+    servers: list[Replica],
+    payloads: list[dict[str, Any]],
+    connections: int,
+) -> Run:
+    """Post every group (spread over the servers) and wait until the runner saw every alert."""
+    alerts = sum(len(p["alerts"]) for p in payloads)
+    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+    for i, p in enumerate(payloads):
+        queue.put_nowait((i, p))
+
+    async def client() -> None:
+        while not queue.empty():
+            i, payload = queue.get_nowait()
+            server = servers[i % len(servers)]
+            async with http.post(f"{server.url}/api/v1/alerts", json=payload) as resp:
+                assert resp.status == 200, await resp.text()
+
+    cpu_before = [cpu_seconds(s.process.pid) for s in servers]
+    own_before = time.process_time()
+    machine_before = machine_busy_seconds()
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    stored = time.perf_counter()
+    done = await wait(lambda: sum(runner.calls.values()) >= alerts, 1800, "actions")
+    return Run(
+        stored - started,
+        done - started,
+        [cpu_seconds(s.process.pid) - b for s, b in zip(servers, cpu_before, strict=True)],
+        time.process_time() - own_before,
+        machine_busy_seconds() - machine_before,
+    )
+
+
+def bare_relay(tmp: Path, runner: Runner, limit: int) -> Replica:
+    port = free_port()
+    script = tmp / "bare_relay.py"
+    script.write_text(BARE_RELAY)
+    argv = [sys.executable, str(script), str(port), f"{runner.base}/heal", str(limit)]
+    return Replica("bare", port, subprocess.Popen(argv))
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
@@ -72,6 +168,7 @@ async def main() -> int:
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare relay's run")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-storm-"))
     runner = Runner()
@@ -83,6 +180,25 @@ async def main() -> int:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     runner.base = f"http://127.0.0.1:{port}"
+    containers = [f"c{i}" for i in range(args.alerts)]
+    payloads = [oom_group(containers[i : i + 10]) for i in range(0, args.alerts, 10)]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    http = aiohttp.ClientSession(headers=headers)
+    bare: Run | None = None
+    if not args.no_bare:
+        relay = bare_relay(tmp, runner, args.concurrency)
+        try:
+            await wait(lambda: listening(relay.port), 30, "bare relay listening")
+            bare = await storm(http, runner, [relay], payloads, args.connections)
+        finally:
+            relay.process.terminate()
+            relay.process.wait(20)
+        runner.calls.clear()
+        print(
+            f"bare relay: {args.alerts} alerts answered in {bare.stored:.2f}s; every call made "
+            f"after {bare.total:.2f}s ({args.alerts / bare.total:.0f} calls/s); CPU seconds: "
+            f"relay {bare.cpu[0]:.1f}, this script {bare.own:.1f}"
+        )
     dbname = f"autoheal_bench_{uuid.uuid4().hex[:8]}"
     if args.store == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp}/autoheal.db"
@@ -101,56 +217,35 @@ async def main() -> int:
         for r in replicas:
             await wait(lambda r=r: listening(r.port), 60, "listening")
         await asyncio.sleep(1)  # migrations settle, workers up
-        containers = [f"c{i}" for i in range(args.alerts)]
-        payloads = [oom_group(containers[i : i + 10]) for i in range(0, args.alerts, 10)]
-        queue: asyncio.Queue[tuple[int, dict]] = asyncio.Queue()  # type: ignore[type-arg]
-        for i, p in enumerate(payloads):
-            queue.put_nowait((i, p))
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with aiohttp.ClientSession(headers=headers) as http:
-
-            async def client() -> None:
-                while not queue.empty():
-                    i, payload = queue.get_nowait()
-                    replica = replicas[i % len(replicas)]
-                    async with http.post(f"{replica.url}/api/v1/alerts", json=payload) as resp:
-                        assert resp.status == 200, await resp.text()
-
-            cpu_before = [cpu_seconds(r.process.pid) for r in replicas]
-            own_before = time.process_time()
-            machine_before = machine_busy_seconds()
-            started = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(args.connections)))
-            stored = time.perf_counter()
-            done = await wait(lambda: sum(runner.calls.values()) >= args.alerts, 1800, "actions")
-            total = done - started
-            twice = sum(1 for n in runner.calls.values() if n > 1)
-            cpu = [
-                cpu_seconds(r.process.pid) - b for r, b in zip(replicas, cpu_before, strict=True)
-            ]
-            own = time.process_time() - own_before
-            machine = machine_busy_seconds() - machine_before
+        run = await storm(http, runner, replicas, payloads, args.connections)
+        twice = sum(1 for n in runner.calls.values() if n > 1)
+        print(
+            f"{args.store}, {args.replicas} replica(s), concurrency {args.concurrency}: "
+            f"{args.alerts} alerts stored in "
+            f"{run.stored:.2f}s; every action run after {run.total:.2f}s "
+            f"({args.alerts / run.total:.0f} actions/s); targets run more than once: {twice}"
+        )
+        print(
+            f"CPU seconds: autoheal {' + '.join(f'{c:.1f}' for c in run.cpu)}, this script "
+            f"(client and job runner) {run.own:.1f}, the whole machine {run.machine:.1f} of "
+            f"{run.total * (os.cpu_count() or 1):.1f} available"
+        )
+        if bare is not None:
             print(
-                f"{args.store}, {args.replicas} replica(s), concurrency {args.concurrency}: "
-                f"{args.alerts} alerts stored in "
-                f"{stored - started:.2f}s; every action run after {total:.2f}s "
-                f"({args.alerts / total:.0f} actions/s); targets run more than once: {twice}"
+                f"autoheal over the bare relay, same run: time {run.total / bare.total:.2f}, "
+                f"server CPU {sum(run.cpu) / sum(bare.cpu):.2f}"
             )
-            print(
-                f"CPU seconds: autoheal {' + '.join(f'{c:.1f}' for c in cpu)}, this script "
-                f"(client and job runner) {own:.1f}, the whole machine {machine:.1f} of "
-                f"{total * (os.cpu_count() or 1):.1f} available"
-            )
-            # 20,000 resends of one alert: one incident, one action.
-            one = oom_group(["resent"])
-            for r in range(0, args.alerts, 10):
-                group = {**one, "alerts": one["alerts"] * 10}
-                replica = replicas[(r // 10) % len(replicas)]
-                async with http.post(f"{replica.url}/api/v1/alerts", json=group) as resp:
-                    assert resp.status == 200
-            await asyncio.sleep(3)
-            print(f"{args.alerts} resends of one alert -> {runner.calls['resent']} action(s)")
+        # 20,000 resends of one alert: one incident, one action.
+        one = oom_group(["resent"])
+        for r in range(0, args.alerts, 10):
+            group = {**one, "alerts": one["alerts"] * 10}
+            replica = replicas[(r // 10) % len(replicas)]
+            async with http.post(f"{replica.url}/api/v1/alerts", json=group) as resp:
+                assert resp.status == 200
+        await asyncio.sleep(3)
+        print(f"{args.alerts} resends of one alert -> {runner.calls['resent']} action(s)")
     finally:
+        await http.close()
         for r in replicas:
             r.process.terminate()
         for r in replicas:
