@@ -267,6 +267,97 @@ def test_batches_split_into_few_statement_shapes() -> None:
     assert shapes == {1, 2, 4, 8, 16, 32, 64}
 
 
+def test_driver_statements_write_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """The worker's writes that skip SQLAlchemy's execution layer on SQLite send the same SQL
+    and values (datetimes, NULLs, literals compiled in) and store the same heal logs."""
+    from sqlalchemy import Connection, create_engine
+
+    from receiver.db.repo.guards import _UNLOCK
+    from receiver.db.repo.heal_logs import _ADD, _FINISH
+    from receiver.db.repo.incidents import _update
+    from receiver.db.repo.multirow import execute_many
+    from receiver.db.schema import metadata
+
+    now = datetime(2026, 12, 3, 16, 0, 0, 123456, tzinfo=UTC)
+    updates = [
+        {"_id": 7, "status": "verifying", "next_attempt_at": now, "_owner": "r1"},
+        {"_id": 8, "status": "open", "next_attempt_at": None, "_owner": "r1"},
+    ]
+    finished = [
+        {
+            "_id": 3,
+            "result": "success",
+            "result_output": "HTTP 200\n{}",
+            "duration_ms": 4,
+            "finished_at": now,
+            "reason": None,
+            "action_detail": None,
+        },
+        {
+            "_id": 4,
+            "result": "failed",
+            "result_output": "it's 'quoted'",
+            "duration_ms": 0,
+            "finished_at": now,
+            "reason": "not_retryable",
+            "action_detail": "POST http://x/",
+        },
+    ]
+    cases = [
+        (_update(("next_attempt_at", "status"), "healing", True), updates),
+        (_FINISH, finished),
+        (_UNLOCK, [{"_target": "http:c1", "_incident": 7}, {"_target": "http:c2", "_incident": 8}]),
+    ]
+    logs = [
+        {
+            "incident_id": 7,
+            "playbook_id": 1,
+            "action_type": "http",
+            "action_detail": "POST u",
+            "target": t,
+            "result": "pending",
+            "reason": None,
+            "result_output": "",
+            "duration_ms": 0,
+            "attempt": 1,
+            "created_at": now,
+            "finished_at": None,
+            "replica": "r1",
+        }
+        for t in ("http:c1", None, "http:c3")
+    ] * 30  # more than one multi-row statement
+
+    def run(path: Path, write: Any) -> tuple[list[str], list[int], list[Any]]:
+        engine = create_engine(f"sqlite:///{path}")
+        metadata.create_all(engine)
+        sent: list[str] = []
+        with engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            raw.set_trace_callback(sent.append)
+            ids = write(conn)
+            raw.set_trace_callback(None)
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT * FROM heal_logs ORDER BY id").all()
+        engine.dispose()
+        return [s for s in sent if not s.startswith("INSERT")], ids, stored
+
+    def by_sqlalchemy(conn: Connection) -> list[int]:
+        for stmt, rows in cases:
+            conn.execute(stmt, rows)
+        return [r[0] for r in conn.execute(_ADD, logs)]
+
+    def by_driver(conn: Connection) -> list[int]:
+        for stmt, rows in cases:
+            execute_many(conn, stmt, rows)
+        return repo.heal_logs.add(conn, logs)
+
+    expected = run(tmp_path / "a.db", by_sqlalchemy)
+    got = run(tmp_path / "b.db", by_driver)
+    assert len(expected[0]) == 1 + 6 and got[0] == expected[0]  # BEGIN, then a row each
+    assert got[1] == expected[1] == list(range(1, len(logs) + 1))
+    assert got[2] == expected[2] and len(got[2]) == len(logs)
+
+
 async def test_migrations_build_the_schema_the_code_declares(store_url: str) -> None:
     """Alembic's autogenerate finds nothing to add: every table, column and index in
     receiver/db/schema.py was given a migration."""

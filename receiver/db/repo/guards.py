@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, delete, or_, select, tuple_, update
 
 from receiver.db.repo._sql import dialect_insert, dialect_name, insert_into
+from receiver.db.repo.multirow import execute_many
 from receiver.db.schema import action_budget, cooldowns, target_locks
 
 
@@ -90,7 +91,7 @@ def lock_targets(
 def unlock_targets(conn: Connection, held: Sequence[tuple[str, int]]) -> None:
     """Give up the locks these ``(target, incident id)`` hold."""
     if held:
-        conn.execute(_UNLOCK, [{"_target": t, "_incident": i} for t, i in held])
+        execute_many(conn, _UNLOCK, [{"_target": t, "_incident": i} for t, i in held])
 
 
 def take_cooldowns(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver.db.repo.multirow import execute_many, prepare, run_upsert
 from receiver.db.schema import heal_logs
 from receiver.domain import HealResult
 
@@ -51,8 +52,10 @@ def add(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     if not rows:
         return []
     params = [{"result_output": "", "duration_ms": 0, **r} for r in rows]
-    result = conn.execute(_ADD, params)
-    return [int(r[0]) for r in result]
+    ids = [int(r[0]) for r in run_upsert(conn, prepare(conn.dialect, _ADD, params))]
+    # SQLite numbers one INSERT's rows in the order given (ascending rowids, one writer) but
+    # need not return them in that order; PostgreSQL's come back sorted by parameter order.
+    return sorted(ids) if conn.dialect.name == "sqlite" else ids
 
 
 def finish(conn: Connection, finished: Iterable[Mapping[str, Any]]) -> None:
@@ -61,9 +64,7 @@ def finish(conn: Connection, finished: Iterable[Mapping[str, Any]]) -> None:
     params = [
         {"_id": f["id"], **{k: f[k] for k in (*_FINISHED, "action_detail")}} for f in finished
     ]
-    if not params:
-        return
-    conn.execute(_FINISH, params)
+    execute_many(conn, _FINISH, params)
 
 
 def fail_interrupted(conn: Connection, incident_ids: Sequence[int], now: datetime) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE, dialect_name
+from receiver.db.repo.multirow import execute_many
 from receiver.db.schema import incidents, playbooks
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 
@@ -154,7 +155,7 @@ def update_many(
             row["_owner"] = held_by
         groups.setdefault(tuple(sorted(values)), []).append(row)
     for columns, rows in groups.items():
-        conn.execute(_update(columns, only_if_status, held_by is not None), rows)
+        execute_many(conn, _update(columns, only_if_status, held_by is not None), rows)
 
 
 @functools.cache
