@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,12 @@ def bare_relay(tmp: Path, runner: Runner, limit: int) -> Replica:
     return Replica("bare", port, subprocess.Popen(argv))
 
 
+def ratio_line(name: str, ratios: list[float]) -> str:
+    return (
+        f"{name} {statistics.median(ratios):.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
@@ -168,7 +175,8 @@ async def main() -> int:
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument("--no-bare", action="store_true", help="skip the bare relay's run")
+    parser.add_argument("--rounds", type=int, default=3, help="bare relay, then autoheal, each")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare relay's runs")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-storm-"))
     runner = Runner()
@@ -180,25 +188,8 @@ async def main() -> int:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     runner.base = f"http://127.0.0.1:{port}"
-    containers = [f"c{i}" for i in range(args.alerts)]
-    payloads = [oom_group(containers[i : i + 10]) for i in range(0, args.alerts, 10)]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     http = aiohttp.ClientSession(headers=headers)
-    bare: Run | None = None
-    if not args.no_bare:
-        relay = bare_relay(tmp, runner, args.concurrency)
-        try:
-            await wait(lambda: listening(relay.port), 30, "bare relay listening")
-            bare = await storm(http, runner, [relay], payloads, args.connections)
-        finally:
-            relay.process.terminate()
-            relay.process.wait(20)
-        runner.calls.clear()
-        print(
-            f"bare relay: {args.alerts} alerts answered in {bare.stored:.2f}s; every call made "
-            f"after {bare.total:.2f}s ({args.alerts / bare.total:.0f} calls/s); CPU seconds: "
-            f"relay {bare.cpu[0]:.1f}, this script {bare.own:.1f}"
-        )
     dbname = f"autoheal_bench_{uuid.uuid4().hex[:8]}"
     if args.store == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp}/autoheal.db"
@@ -212,29 +203,46 @@ async def main() -> int:
         "AUTOHEAL_LOG_LEVEL": "WARNING",
         "AUTOHEAL_WORKER_CONCURRENCY": str(args.concurrency),
     }
+    relay = None if args.no_bare else bare_relay(tmp, runner, args.concurrency)
     replicas = [start_replica(tmp, f"r{i}", url, config, **env) for i in range(args.replicas)]
     try:
-        for r in replicas:
+        for r in [*replicas, *([relay] if relay else [])]:
             await wait(lambda r=r: listening(r.port), 60, "listening")
         await asyncio.sleep(1)  # migrations settle, workers up
-        run = await storm(http, runner, replicas, payloads, args.connections)
-        twice = sum(1 for n in runner.calls.values() if n > 1)
-        print(
-            f"{args.store}, {args.replicas} replica(s), concurrency {args.concurrency}: "
-            f"{args.alerts} alerts stored in "
-            f"{run.stored:.2f}s; every action run after {run.total:.2f}s "
-            f"({args.alerts / run.total:.0f} actions/s); targets run more than once: {twice}"
-        )
-        print(
-            f"CPU seconds: autoheal {' + '.join(f'{c:.1f}' for c in run.cpu)}, this script "
-            f"(client and job runner) {run.own:.1f}, the whole machine {run.machine:.1f} of "
-            f"{run.total * (os.cpu_count() or 1):.1f} available"
-        )
-        if bare is not None:
+        times: list[float] = []
+        cpus: list[float] = []
+        for n in range(args.rounds):
+            # Each round alerts on containers of its own: every alert opens a new incident.
+            containers = [f"r{n}c{i}" for i in range(args.alerts)]
+            payloads = [oom_group(containers[i : i + 10]) for i in range(0, args.alerts, 10)]
+            bare = None
+            if relay is not None:
+                bare = await storm(http, runner, [relay], payloads, args.connections)
+                runner.calls.clear()
+                print(
+                    f"round {n + 1}: bare relay: {args.alerts} alerts answered in "
+                    f"{bare.stored:.2f}s; every call made after {bare.total:.2f}s "
+                    f"({args.alerts / bare.total:.0f} calls/s); CPU seconds: relay "
+                    f"{bare.cpu[0]:.1f}, this script {bare.own:.1f}"
+                )
+            run = await storm(http, runner, replicas, payloads, args.connections)
+            twice = sum(1 for n in runner.calls.values() if n > 1)
+            runner.calls.clear()
             print(
-                f"autoheal over the bare relay, same run: time {run.total / bare.total:.2f}, "
-                f"server CPU {sum(run.cpu) / sum(bare.cpu):.2f}"
+                f"round {n + 1}: autoheal, {args.store}, {args.replicas} replica(s), "
+                f"concurrency {args.concurrency}: {args.alerts} alerts stored in "
+                f"{run.stored:.2f}s; every action run after {run.total:.2f}s "
+                f"({args.alerts / run.total:.0f} actions/s); targets run more than once: "
+                f"{twice}; CPU seconds: autoheal {' + '.join(f'{c:.1f}' for c in run.cpu)}, "
+                f"this script (client and job runner) {run.own:.1f}, the whole machine "
+                f"{run.machine:.1f} of {run.total * (os.cpu_count() or 1):.1f} available"
             )
+            if bare is not None:
+                times.append(run.total / bare.total)
+                cpus.append(sum(run.cpu) / sum(bare.cpu))
+        if times:
+            print(ratio_line("autoheal over the bare relay (median): time", times))
+            print(ratio_line("autoheal over the bare relay (median): server CPU", cpus))
         # 20,000 resends of one alert: one incident, one action.
         one = oom_group(["resent"])
         for r in range(0, args.alerts, 10):
@@ -246,9 +254,9 @@ async def main() -> int:
         print(f"{args.alerts} resends of one alert -> {runner.calls['resent']} action(s)")
     finally:
         await http.close()
-        for r in replicas:
+        for r in [*replicas, *([relay] if relay else [])]:
             r.process.terminate()
-        for r in replicas:
+        for r in [*replicas, *([relay] if relay else [])]:
             r.process.wait(20)
         await app_runner.cleanup()
         if args.store == "postgresql":
