@@ -201,9 +201,7 @@ def execute_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]])
     slots = form.slots
     params = [
         tuple(
-            literal
-            if key is None
-            else (row[key] if process is None else process(row[key]))
+            literal if key is None else (row[key] if process is None else process(row[key]))
             for key, process, literal in slots
         )
         for row in rows
