@@ -12,7 +12,7 @@ for this work in one Python process on this machine. autoheal's time over the re
 the same run, is the figure that carries from one machine to another.
 
     python bench/storm.py [--store sqlite|postgresql] [--replicas 1] [--alerts 20000]
-                          [--concurrency 256]
+                          [--concurrency 256] [--rounds 3] [--no-bare]
 
 --concurrency is each replica's worker_concurrency (actions in flight). The service's default
 of 4 suits container restarts that take seconds; a fast action in a storm wants more, and
@@ -205,8 +205,9 @@ async def main() -> int:
     }
     relay = None if args.no_bare else bare_relay(tmp, runner, args.concurrency)
     replicas = [start_replica(tmp, f"r{i}", url, config, **env) for i in range(args.replicas)]
+    processes = [*replicas, *([relay] if relay else [])]
     try:
-        for r in [*replicas, *([relay] if relay else [])]:
+        for r in processes:
             await wait(lambda r=r: listening(r.port), 60, "listening")
         await asyncio.sleep(1)  # migrations settle, workers up
         times: list[float] = []
@@ -226,7 +227,7 @@ async def main() -> int:
                     f"{bare.cpu[0]:.1f}, this script {bare.own:.1f}"
                 )
             run = await storm(http, runner, replicas, payloads, args.connections)
-            twice = sum(1 for n in runner.calls.values() if n > 1)
+            twice = sum(1 for calls in runner.calls.values() if calls > 1)
             runner.calls.clear()
             print(
                 f"round {n + 1}: autoheal, {args.store}, {args.replicas} replica(s), "
@@ -254,9 +255,9 @@ async def main() -> int:
         print(f"{args.alerts} resends of one alert -> {runner.calls['resent']} action(s)")
     finally:
         await http.close()
-        for r in [*replicas, *([relay] if relay else [])]:
+        for r in processes:
             r.process.terminate()
-        for r in [*replicas, *([relay] if relay else [])]:
+        for r in processes:
             r.process.wait(20)
         await app_runner.cleanup()
         if args.store == "postgresql":

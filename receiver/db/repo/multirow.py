@@ -10,11 +10,12 @@ PostgreSQL runs the statements through SQLAlchemy (asyncpg batches them itself).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -206,12 +207,8 @@ def execute_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]])
         )
         for row in rows
     ]
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    try:
+    with _driver(conn, form.sql) as raw:
         raw.executemany(form.sql, params)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(form.sql, None, exc, sqlite3.Error) from exc
 
 
 def run_upsert(conn: Connection, upsert: Upsert) -> list[Any]:
@@ -219,15 +216,20 @@ def run_upsert(conn: Connection, upsert: Upsert) -> list[Any]:
     if upsert.driver is None:
         result = conn.execute(upsert.stmt, upsert.rows)
         return list(result) if result.returns_rows else []
-    # The driver's own connection, inside the transaction SQLAlchemy began: a batch now runs
-    # several small statements, and SQLAlchemy's execution layer cost more than each of them.
-    raw = conn.connection.driver_connection
-    assert raw is not None
     returned: list[Any] = []
     for sql, params in upsert.driver:
-        try:
+        with _driver(conn, sql) as raw:
             returned.extend(raw.execute(sql, params).fetchall())
-        except sqlite3.Error as exc:
-            # As SQLAlchemy would raise it: callers handle store errors as SQLAlchemyError.
-            raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
     return returned
+
+
+@contextlib.contextmanager
+def _driver(conn: Connection, sql: str) -> Iterator[sqlite3.Connection]:
+    """The driver's own connection, inside the transaction SQLAlchemy began; its errors
+    raised as SQLAlchemy would (callers handle store errors as SQLAlchemyError)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        yield raw
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
