@@ -22,7 +22,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType, IncidentStatus
-from receiver.errors import PlaybookError, StoreUnavailable
+from receiver.errors import PlaybookError, StoreUnavailable, Unstorable
 from receiver.jsoncodec import dumps, dumps_bytes
 from receiver.notify import notify_scope
 from receiver.notify.base import NotifyError
@@ -65,6 +65,12 @@ def _problem(status: int, error: str, detail: str, **extra: Any) -> web.HTTPExce
     return _ERRORS[status](text=body, content_type="application/json")
 
 
+# A JSON \u0000 escape (a NUL), not the text "\u0000" written with an escaped backslash: the
+# escape's backslash is preceded by an even number of backslashes (JSON allows them only as
+# escapes inside strings, so pairs are escaped backslashes).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 async def _parse(request: web.Request, model: type[M]) -> M:
     """Body -> model, or a 4xx that names what is wrong."""
     if request.content_type != "application/json":
@@ -77,7 +83,7 @@ async def _parse(request: web.Request, model: type[M]) -> M:
         body = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _problem(400, "bad_encoding", f"body is not UTF-8 (byte {exc.start})") from exc
-    if "\\u0000" in body:
+    if _NUL_ESCAPE.search(body):
         # PostgreSQL text cannot hold NUL; stored it would fail every retry (and Alertmanager
         # would retry forever), so refuse it here.
         raise _problem(400, "invalid_json", "NUL characters (\\u0000) are not accepted")
@@ -105,6 +111,9 @@ async def _store(request: web.Request, signals: list[Any]) -> list[int | None]:
     except StoreUnavailable as exc:
         # 5xx makes Alertmanager retry: exactly what we want when nothing was stored.
         raise _problem(503, "store_unavailable", f"not stored, retry later ({exc})") from exc
+    except Unstorable as exc:
+        # The same request would fail the same way again: a 4xx, so it is not resent.
+        raise _problem(422, "unstorable", f"the store cannot hold this request ({exc})") from exc
 
 
 @routes.post("/api/v1/alerts")
@@ -320,7 +329,7 @@ async def telegram_updates(request: web.Request) -> web.Response:
     return _json({"status": "ok", "answer": answer})
 
 
-_CALLBACK = re.compile(r"(approve|deny):\d{1,10}:\d{1,4}")
+_CALLBACK = re.compile(r"(approve|deny):(\d{1,10}):\d{1,4}")
 
 
 def _refusal(settings: Settings, query: TelegramCallback) -> str | None:
@@ -329,7 +338,8 @@ def _refusal(settings: Settings, query: TelegramCallback) -> str | None:
         return "not allowed from this chat"
     if query.sender.id not in settings.approver_ids:
         return "you are not an approver"
-    if not _CALLBACK.fullmatch(query.data):
+    button = _CALLBACK.fullmatch(query.data)
+    if button is None or not 0 < int(button[2]) < 2**31:  # beyond the id column's range
         return "unknown button"
     return None
 

@@ -40,3 +40,8 @@ class SlotError(AutohealError):
 
 class StoreUnavailable(AutohealError):
     """The database could not durably take what was sent."""
+
+
+class Unstorable(AutohealError):
+    """The store refused a request for something in the request itself: a retry cannot help
+    (answered 4xx, so the sender stops resending it)."""

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
 from receiver.catalog import CatalogHolder
 from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
 from receiver.domain import EscalationReason, Signal, Source
-from receiver.errors import StoreUnavailable
+from receiver.errors import StoreUnavailable, Unstorable
 from receiver.metrics import Metrics
 from receiver.notify.base import NotifyScope
 from receiver.playbooks import candidates
@@ -118,23 +118,33 @@ class Ingestor:
     async def _write(self, batch: list[_Pending]) -> None:
         try:
             ids = await self._commit([s for item in batch for s in item.signals])
-        except SQLAlchemyError as exc:
-            if len(batch) == 1:
-                log.warning("store refused a batch: %s", exc)
-                _fail(batch[0], StoreUnavailable(str(exc.__class__.__name__)))
-                return
-            # One request's rows must not fail its neighbours': retry them one by one.
-            for item in batch:
-                await self._write([item])
-            return
         except Exception as exc:
-            log.exception("unexpected error while storing signals")
-            for item in batch:
-                _fail(item, StoreUnavailable(type(exc).__name__))
+            if len(batch) > 1:
+                # One request's rows must not fail its neighbours': retry them one by one.
+                for item in batch:
+                    await self._write([item])
+                return
+            _fail(batch[0], self._refusal(exc))
             return
         for item in batch:
             if not item.done.done():
                 item.done.set_result([ids.get(s.incident_key) for s in item.signals])
+
+    @staticmethod
+    def _refusal(exc: Exception) -> Exception:
+        """What one request's failed write means to its sender."""
+        # A value the driver could not bind (StatementError around a Python error) or the
+        # database refused as data (DataError: out of range, bad text) is the request's own.
+        request_fault = isinstance(exc, DataError) or (
+            isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+        )
+        if isinstance(exc, SQLAlchemyError | OSError) and not request_fault:
+            # The store's trouble (down, locked, full): a retry later may succeed.
+            log.warning("store refused a write: %s", type(exc).__name__)
+            return StoreUnavailable(type(exc).__name__)
+        # Anything else comes from the request's own values: it fails the same way every time.
+        log.warning("a request could not be stored: %s: %s", type(exc).__name__, exc)
+        return Unstorable(type(exc).__name__)
 
     async def _commit(self, signals: list[Signal]) -> dict[str, int]:
         catalog = self._catalog.current

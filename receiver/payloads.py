@@ -25,6 +25,11 @@ Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=128)]
 
 # Alertmanager writes the zero time for "no end" on a firing alert.
 _GO_ZERO_YEAR = 1
+# Times outside this range are refused (422 naming the field): no sender has a good reason for
+# them, and the far end of datetime's range overflows when converted to UTC, which the store
+# would fail on every retry (Alertmanager retries a 5xx forever).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _finite(value: Any, where: str) -> None:
@@ -53,10 +58,17 @@ class _KeepsExtras(BaseModel):
 
 
 def _no_zero_time(value: datetime | None) -> datetime | None:
+    """Go's zero time -> None; naive -> UTC; a time outside EARLIEST..LATEST -> refused."""
     if value is None or value.year <= _GO_ZERO_YEAR:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc < LATEST:
+        raise ValueError(f"time must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
     return value
 
 

@@ -1,0 +1,148 @@
+"""Stage 6 regressions: requests that must fail alone and clearly, never retried forever.
+
+Each test here failed on the code before its fix (issue 16 names the item in each docstring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from receiver import appkeys
+from receiver.db.schema import signals as signals_table
+from receiver.domain import ErrorType, Severity, Signal, Source
+from receiver.errors import StoreUnavailable, Unstorable
+from tests.conftest import load_fixture
+
+FAR_FUTURE = "9999-12-31T23:59:59-01:00"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/alerts", "startsAt", "alerts.0.startsAt"),
+        ("/api/v1/alerts", "endsAt", "alerts.0.endsAt"),
+        ("/api/v1/exceptions", "occurred_at", "occurred_at"),
+    ],
+)
+@pytest.mark.parametrize(
+    "moment", [FAR_FUTURE, "0002-01-01T00:00:00+01:00", "1800-01-01T00:00:00Z"]
+)
+async def test_dates_outside_a_sane_range_are_422_naming_the_field(
+    make_service: Any, path: str, body: str, field: str, moment: str
+) -> None:
+    """Item 1: a far-future date overflowed in the store: 503 for ever. Now 422, the field named."""
+    svc = await make_service()
+    if path == "/api/v1/alerts":
+        payload = load_fixture("firing.json")
+        payload["alerts"][0][body] = moment
+    else:
+        payload = {"task": "t", "message": "m", body: moment}
+    resp = await svc.post(path, payload)
+    assert resp.status == 422, await resp.text()
+    problem = await resp.json()
+    assert problem["errors"][0]["field"] == field
+    assert "between 1970-01-01 and 2200-01-01" in problem["detail"]
+    assert await svc.incidents() == []
+
+
+def _signal(n: int, starts_at: datetime | None = None) -> Signal:
+    return Signal(
+        source=Source.SCHEDULER,
+        idempotency_key=f"ex:{n}",
+        incident_key=f"ex:task{n}:UNKNOWN:sig",
+        firing=True,
+        task_name=f"task{n}",
+        error_type=ErrorType.UNKNOWN,
+        severity=Severity.P2,
+        message="m",
+        labels={},
+        occurred_at=starts_at,
+    )
+
+
+async def test_a_request_that_cannot_be_stored_fails_alone(make_service: Any) -> None:
+    """Item 2: 5 poison requests among 40 valid ones made valid ones 503. Each fails alone now:
+    the valid ones are stored, the poison ones are refused as unstorable (no retry helps)."""
+    svc = await make_service()
+    ingestor = svc.app[appkeys.INGESTOR]
+    # Past validation (a bug elsewhere could let one through): a time that overflows in UTC.
+    poison = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+    requests = [[_signal(n, poison if n % 9 == 4 else None)] for n in range(45)]
+    results = await asyncio.gather(*(ingestor.submit(r) for r in requests), return_exceptions=True)
+    bad = [n for n, r in enumerate(results) if isinstance(r, BaseException)]
+    assert bad == [4, 13, 22, 31, 40]
+    for n in bad:
+        assert isinstance(results[n], Unstorable) and not isinstance(results[n], StoreUnavailable)
+    assert len(await svc.incidents(limit=100)) == 40
+
+
+async def test_unstorable_request_is_answered_4xx(make_service: Any, monkeypatch: Any) -> None:
+    """Item 2, over HTTP: whatever the store cannot take for reasons of the request itself is a
+    4xx (Alertmanager stops resending it), never a 503."""
+    svc = await make_service()
+    ingestor = svc.app[appkeys.INGESTOR]
+
+    async def refuse(signals: Any) -> Any:
+        raise Unstorable("OverflowError")
+
+    monkeypatch.setattr(ingestor, "submit", refuse)
+    resp = await svc.post("/api/v1/exceptions", {"task": "t", "message": "m"})
+    assert resp.status == 422
+    assert (await resp.json())["error"] == "unstorable"
+
+
+async def test_escaped_backslash_u0000_text_is_accepted(make_service: Any) -> None:
+    """Item 7: the six characters \\u0000 (a Windows path, not a NUL) were refused 400."""
+    svc = await make_service()
+    body = json.dumps({"task": "t", "message": "C:\\u0000\\data not found"})
+    assert "\\\\u0000" in body
+    resp = await svc.post("/api/v1/exceptions", body, headers={"Content-Type": "application/json"})
+    assert resp.status == 202, await resp.text()
+    (incident,) = await svc.incidents()
+    assert incident["error_message"] == "C:\\u0000\\data not found"
+    # A real NUL is still refused (PostgreSQL text cannot hold it), with one escape before it too.
+    for raw in (
+        b'{"task": "t", "message": "a\\u0000"}',
+        b'{"task": "t", "message": "a\\\\\\u0000"}',
+    ):
+        resp = await svc.post(
+            "/api/v1/exceptions", raw, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 400, raw
+    async with svc.db.reading() as conn:
+        assert await conn.scalar(select(func.count()).select_from(signals_table)) == 1
+
+
+async def test_huge_telegram_incident_id_is_refused_not_503(make_service: Any) -> None:
+    """Item 7: approve:9999999999:1 overflowed PostgreSQL's integer: 503, resent for ever."""
+    svc = await make_service(
+        telegram_token="123:abc",
+        telegram_chat_id="42",
+        telegram_webhook_secret="s3cret",
+        telegram_approvers="7",
+        telegram_base_url="http://127.0.0.1:9",
+    )
+    update = {
+        "update_id": 1,
+        "callback_query": {
+            "id": "q1",
+            "from": {"id": 7, "username": "op"},
+            "message": {"chat": {"id": 42}},
+            "data": "approve:9999999999:1",
+        },
+    }
+    resp = await svc.post(
+        "/api/v1/telegram/updates",
+        copy.deepcopy(update),
+        token=None,
+        headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["answer"] == "unknown button"
