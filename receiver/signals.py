@@ -66,8 +66,11 @@ def _alert_message(alert: Alert) -> str:
 
 
 def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[Signal]:
-    """One Signal per alert of the group; group-level fields go into each signal's extra.
+    """One Signal per alert of the group.
 
+    Group-level fields (unknown ones included) are stored once per webhook, in the first
+    signal's extra; the others name that signal (``{"group": {"in": key}}``). Copied into every
+    alert, one 1 MB webhook of 1,000 alerts and a 700 KB unknown field stored 669 MB.
     autoheal's own escalation alerts (routed back here) give none: never healed.
     """
     group = {
@@ -82,7 +85,7 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
     if payload.route_labels is not None:
         group["routeLabels"] = payload.route_labels
     group.update(extras(payload))
-    result = []
+    result: list[Signal] = []
     for alert in payload.alerts:
         if alert.labels.get("alertname") == ESCALATION_ALERTNAME:
             continue
@@ -108,7 +111,7 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
                 ends_at=alert.ends_at,
                 extra={
                     "generatorURL": alert.generator_url,
-                    "group": group,
+                    "group": group if not result else {"in": result[0].idempotency_key},
                     **extras(alert),
                 },
             )

@@ -146,3 +146,28 @@ async def test_huge_telegram_incident_id_is_refused_not_503(make_service: Any) -
     )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["answer"] == "unknown button"
+
+
+async def test_group_fields_are_stored_once_per_webhook(make_service: Any, make_alert: Any) -> None:
+    """Item 3: group-level fields, unknown ones included, were copied into every alert's stored
+    payload: 1,000 alerts and a 700 KB unknown field stored 669 MB. Now stored bytes stay
+    within a small constant of the bytes received."""
+    svc = await make_service()
+    payload = make_alert(
+        alerts=[{"fingerprint": f"f{i:04}", "labels": {"n": str(i)}} for i in range(1000)]
+    )
+    payload["somethingHuge"] = "x" * 700_000
+    body = json.dumps(payload)
+    assert len(body) < 1_048_576
+    resp = await svc.post("/api/v1/alerts", body, headers={"Content-Type": "application/json"})
+    assert resp.status == 200, await resp.text()
+    async with svc.db.reading() as conn:
+        payloads = (await conn.execute(select(signals_table.c.payload))).scalars().all()
+    assert len(payloads) == 1000
+    stored = sum(len(json.dumps(p)) for p in payloads)
+    assert stored < 2 * len(body), (stored, len(body))
+    # The group is there once, and every other alert names where.
+    holders = [p for p in payloads if "somethingHuge" in p["group"]]
+    assert len(holders) == 1
+    refs = {json.dumps(p["group"]) for p in payloads if p is not holders[0]}
+    assert len(refs) == 1 and json.loads(refs.pop())["in"].startswith("am:f0000:")
