@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -10,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +51,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
+    408: web.HTTPRequestTimeout,
     415: web.HTTPUnsupportedMediaType,
     409: web.HTTPConflict,
     422: web.HTTPUnprocessableEntity,
@@ -78,7 +82,18 @@ async def _parse(request: web.Request, model: type[M]) -> M:
     limit = request.app[appkeys.SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _problem(413, "too_large", f"body over {limit} bytes")
-    raw = await request.read()  # client_max_size also stops chunked bodies at the limit
+    try:
+        # Credentials were checked before this read (auth middleware); a body trickled in
+        # slower than the deadline gives up its connection.
+        async with asyncio.timeout(request.app[appkeys.SETTINGS].body_timeout_seconds):
+            raw = await request.read()  # client_max_size also stops chunked bodies at the limit
+    except TimeoutError as exc:
+        raise _problem(408, "body_timeout", "the body did not arrive in time") from exc
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # Undecodable Content-Encoding (bad gzip or deflate, trailing garbage): the client's.
+        raise _problem(
+            400, "bad_content_encoding", f"body cannot be decoded ({type(exc).__name__})"
+        ) from exc
     try:
         body = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

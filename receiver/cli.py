@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,29 +19,15 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from receiver import logs
     from receiver.app import create_app
+    from receiver.server import serve
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format, settings.secrets())
     app = create_app(settings)
-    # Alertmanager holds keep-alive connections open: a short shutdown_timeout lets us stop.
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=5,
-        access_log=None,
-        print=lambda msg: logging.getLogger("receiver").info("%s", msg.strip()),
-    )
+    asyncio.run(serve(app, settings))
     return 0
 
 

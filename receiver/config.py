@@ -5,6 +5,7 @@ Built once by the entry point and passed down; nothing reads the environment lat
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -27,6 +28,17 @@ def default_playbooks_dir() -> Path:
 
 
 ENV_PREFIX = "AUTOHEAL_"
+
+
+def make_url_password(url: str) -> str | None:
+    """The password in a database URL, if it has one."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
 
 
 class Settings(BaseModel):
@@ -71,6 +83,11 @@ class Settings(BaseModel):
     ingest_max_batch: int = Field(default=512, ge=1)
     replica_id: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # text, logfmt or json (one line per record, secrets redacted)
+    # A request's head (request line and headers) must arrive within this of its first byte,
+    # and its body within body_timeout_seconds once the credentials were checked.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # How people reach autoheal's API: links to incidents in messages (default: listen).
     external_url: str | None = None
     # Notification channels; each is on when its settings are given (see README, Notify).
@@ -119,6 +136,13 @@ class Settings(BaseModel):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 
+    @field_validator("log_format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "logfmt", "json"}:
+            raise ValueError("must be text, logfmt or json")
+        return value.lower()
+
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:
         # Secrets may live in files (Kubernetes/systemd credentials); read them once here.
@@ -158,6 +182,29 @@ class Settings(BaseModel):
             self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
         )
         return self
+
+    def secrets(self) -> list[str]:
+        """Every configured secret as it could appear in a log line (redacted there)."""
+        values = [
+            secret.get_secret_value()
+            for secret in (
+                self.auth_token,
+                self.basic_auth,
+                self.telegram_token,
+                self.telegram_webhook_secret,
+                self.notify_webhook_token,
+                self.alertmanager_token,
+            )
+            if secret is not None
+        ]
+        if self.basic_auth is not None:
+            pair = self.basic_auth.get_secret_value()
+            values.append(base64.b64encode(pair.encode()).decode())  # as the header carries it
+            values.append(pair.partition(":")[2])
+        password = make_url_password(self.database_url)
+        if password:
+            values.append(password)
+        return values
 
     def param_scope(self) -> dict[str, Any]:
         """What action parameters are validated against: known hosts, commands, base URLs."""

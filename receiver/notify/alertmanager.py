@@ -143,8 +143,10 @@ class Escalator:
                 if resp.status >= 500:
                     raise TransientError(f"alertmanager answered {resp.status}")
                 if resp.status >= 300:
-                    text = (await resp.text())[:300]
-                    raise ValueError(f"alertmanager answered {resp.status}: {text}")
+                    # Quoted (no control character reaches the log) and short; the log
+                    # formatter redacts any credential an error page echoes.
+                    text = (await resp.text(errors="replace"))[:200]
+                    raise ValueError(f"alertmanager answered {resp.status}: {text!r}")
 
         try:
             await with_retries(post, within=8)
