@@ -67,7 +67,9 @@ class Settings(BaseModel):
     worker: bool = True
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
-    lease_seconds: float = Field(default=120.0, gt=0)
+    # Renewed every third of it while an action runs, so an action may outlast it; below
+    # 0.3 s a renewal could not be relied on to reach the store in time.
+    lease_seconds: float = Field(default=120.0, ge=0.3)
     action_timeout_seconds: float = Field(default=60.0, gt=0)
     # At most this many actions start per window, across all replicas (0: no budget); the
     # rest are escalated with reason "budget".

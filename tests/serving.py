@@ -29,6 +29,9 @@ class Runner:
 
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
     hang_once: set[str] = field(default_factory=set)
+    slow: dict[str, float] = field(default_factory=dict)  # target -> seconds each call takes
+    in_flight: collections.Counter[str] = field(default_factory=collections.Counter)
+    most_in_flight: collections.Counter[str] = field(default_factory=collections.Counter)
     base: str = ""
 
     async def heal(self, request: web.Request) -> web.Response:
@@ -38,6 +41,12 @@ class Runner:
         if target in self.hang_once:
             self.hang_once.discard(target)
             await asyncio.sleep(60)  # the replica dies meanwhile
+        self.in_flight[target] += 1
+        self.most_in_flight[target] = max(self.most_in_flight[target], self.in_flight[target])
+        try:
+            await asyncio.sleep(self.slow.get(target, 0))
+        finally:
+            self.in_flight[target] -= 1
         return web.json_response({"restarted": target})
 
 

@@ -142,3 +142,29 @@ async def test_replica_killed_mid_action_is_taken_over(replicas: Any, runner: Ru
         assert runner.calls["victim"] == 2
         healing_now = await get(http, other, "/api/v1/incidents", status="healing")
         assert healing_now["total"] == 0
+
+
+@pytest.mark.timeout(150)
+async def test_an_action_longer_than_the_lease_runs_once(replicas: Any, runner: Runner) -> None:
+    """Issue 16, item 8: with a 3 s lease and an action held 7.5 s, the claim's lease ran out
+    mid-action and the same replica ran the action 3 times at once, the first attempts logged
+    `interrupted` and later overwritten to `success`. The lease is renewed while it runs."""
+    group = await replicas(2)
+    runner.slow["slowpoke"] = 7.5  # two and a half leases
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for r in group:  # as Alertmanager HA would: to every replica
+            async with http.post(f"{r.url}/api/v1/alerts", json=oom_group(["slowpoke"])) as resp:
+                assert resp.status == 200
+
+        async def verified() -> Any:
+            data = await get(http, group[0], "/api/v1/incidents", status="verifying")
+            return data["items"][0] if data["items"] else None
+
+        item = await until(verified, 40, "healed once and verifying")
+        await asyncio.sleep(3.5)  # a second run, had one started, would be counted by now
+        assert runner.calls["slowpoke"] == 1
+        assert runner.most_in_flight["slowpoke"] == 1
+        detail = await get(http, group[1], f"/api/v1/incidents/{item['id']}")
+        assert [(h["result"], h["reason"]) for h in detail["heal_logs"]] == [("success", None)]
+        assert detail["retry_count"] == 1

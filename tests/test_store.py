@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from receiver.app import create_app
@@ -417,3 +418,54 @@ async def test_the_claim_walks_the_due_index_without_sorting(store_url: str) -> 
     assert "ix_incidents_due" in plan, plan
     assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
     assert "next_attempt_at IS NOT NULL" in index, index
+
+
+async def test_a_settled_heal_log_is_never_rewritten(store_url: str) -> None:
+    """Issue 16, item 8: an attempt taken as interrupted (its lease ran out) was later
+    overwritten to `success` by the late outcome. Only a pending log is finished."""
+    from receiver.db.schema import heal_logs
+
+    db = open_database(store_url)
+    try:
+        now = datetime.now(UTC)
+        plan = repo.plan_ingest(db.sync_dialect, _signals(1, "Late"), now)
+        (incident_id,) = (await db.run_in_transaction(repo.ingest, plan)).incident_ids.values()
+        row = {
+            "incident_id": incident_id,
+            "playbook_id": None,
+            "action_type": "http",
+            "action_detail": "POST x",
+            "target": "t",
+            "result": "pending",
+            "reason": None,
+            "attempt": 1,
+            "created_at": now,
+            "finished_at": None,
+            "replica": "r0",
+        }
+        (log_id,) = await db.run_in_transaction(repo.heal_logs.add, [row])
+        await db.run_in_transaction(repo.heal_logs.fail_interrupted, [incident_id], now)
+        late = {
+            "id": log_id,
+            "result": "success",
+            "result_output": "done",
+            "duration_ms": 7500,
+            "finished_at": now,
+            "reason": None,
+            "action_detail": None,
+        }
+        await db.run_in_transaction(repo.heal_logs.finish, [late])
+        async with db.reading() as conn:
+            stored = (await conn.execute(select(heal_logs))).one()._mapping
+        assert (stored["result"], stored["reason"]) == ("failed", "interrupted")
+    finally:
+        await db.dispose()
+
+
+def test_a_lease_too_short_to_renew_is_refused() -> None:
+    """Item 8: leases are renewed every third of their length while an action runs."""
+    from receiver.config import load_settings
+    from receiver.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lease_seconds"):
+        load_settings(None, lease_seconds=0.1)

@@ -47,11 +47,20 @@ class Begun:
     effects: Effects
 
 
-def begin(conn: Connection, ctx: StepContext, catalog: Catalog, now: datetime, limit: int) -> Begun:
+def begin(
+    conn: Connection,
+    ctx: StepContext,
+    catalog: Catalog,
+    now: datetime,
+    limit: int,
+    running: frozenset[int] = frozenset(),
+) -> Begun:
     """Claim up to ``limit`` due incidents and move each one step on, up to its action;
-    those whose action runs are leased to this replica until it is recorded."""
+    those whose action runs are leased to this replica until it is recorded. ``running``:
+    incidents whose action this process still runs; never claimed again beside it, even if
+    its lease lapsed (a stalled renewal)."""
     lease = timedelta(seconds=ctx.settings.lease_seconds)
-    rows = repo.incidents.claim(conn, now, limit)
+    rows = [r for r in repo.incidents.claim(conn, now, limit) if r["id"] not in running]
     w = Writes(ctx.owner, now, ctx.notify, claimed=True)
     if not rows:
         return Begun(0, [], w.effects)

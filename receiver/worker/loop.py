@@ -25,6 +25,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
 
@@ -75,6 +76,7 @@ class HealWorker:
         self._finished: collections.deque[Done] = collections.deque()
         self._has_finished = asyncio.Event()
         self._settled = asyncio.Event()  # set whenever no action is running or unrecorded
+        self._running: set[int] = set()  # incidents whose action runs in this process
 
     def wake(self) -> None:
         """New work was committed: look now rather than at the next poll."""
@@ -83,16 +85,18 @@ class HealWorker:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HealWorker]:
         recorder = asyncio.create_task(self._recorder(), name="autoheal-worker-recorder")
+        renewer = asyncio.create_task(self._renewer(), name="autoheal-worker-leases")
         task = asyncio.create_task(self._loop(), name="autoheal-worker")
         try:
             yield self
         finally:
             task.cancel()
+            renewer.cancel()
             # Actions cut short are left to their leases (the attempt is then recorded as
             # interrupted); outcomes already in hand are stored before the recorder stops.
             for t in list(self._actions):
                 t.cancel()
-            await asyncio.gather(task, *self._actions, return_exceptions=True)
+            await asyncio.gather(task, renewer, *self._actions, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._until_recorded(), 10)
             recorder.cancel()
@@ -127,7 +131,7 @@ class HealWorker:
             return 0
         catalog = self.catalog.current
         begun = await self.db.run_in_transaction(
-            begin, self.ctx, catalog, at, free, short=free <= SHORT_ROWS
+            begin, self.ctx, catalog, at, free, frozenset(self._running), short=free <= SHORT_ROWS
         )
         self.metrics.claims.inc(begun.claimed)
         self._applied(begun.effects)
@@ -164,11 +168,14 @@ class HealWorker:
             await self._settled.wait()
 
     async def _act(self, s: Started) -> None:
+        self._running.add(s.row["id"])
         try:
             done = await run_action(self.ctx, s)
         except BaseException:
             self._free(1)  # cancelled (shutting down): left to the lease, nothing to store
             raise
+        finally:
+            self._running.discard(s.row["id"])
         self._finished.append(done)
         self._has_finished.set()
 
@@ -177,6 +184,36 @@ class HealWorker:
         if not self._busy:
             self._settled.set()
         self.wake()
+
+    async def _renewer(self) -> None:
+        """Keep the leases of running actions alive: an action may take longer than the
+        lease (a slow restart), and an expired lease lets a claim, this replica's or
+        another's, take the incident as interrupted and run it again beside itself. Renewed
+        every third of the lease, so two renewals may fail before it runs out."""
+        every = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            running = set(self._running)
+            if not running:
+                continue
+            until = now() + timedelta(seconds=self.settings.lease_seconds)
+            try:
+                held = await self.db.run_in_transaction(
+                    repo.incidents.renew, running, self.owner, until
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease renewal failed (%s); retrying", type(exc).__name__)
+                continue
+            # An action may finish (and give up its lease) while this round ran.
+            lost = (running & self._running) - held
+            if lost:
+                log.warning(
+                    "incidents %s: lease lost while the action ran; its outcome will not "
+                    "change the incident",
+                    sorted(lost),
+                )
 
     async def _recorder(self) -> None:
         while True:

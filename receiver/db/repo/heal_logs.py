@@ -22,9 +22,11 @@ _FINISHED = ("result", "result_output", "duration_ms", "finished_at", "reason")
 
 # Built once (see repo.incidents on why).
 _ADD = heal_logs.insert().returning(heal_logs.c.id, sort_by_parameter_order=True)
+# Only a pending log is finished: one already settled (taken as interrupted after its lease
+# ran out) keeps what it says, whatever the late outcome.
 _FINISH = (
     update(heal_logs)
-    .where(heal_logs.c.id == bindparam("_id"))
+    .where(heal_logs.c.id == bindparam("_id"), heal_logs.c.result == HealResult.PENDING.value)
     .values(
         {
             **{k: bindparam(k) for k in _FINISHED},

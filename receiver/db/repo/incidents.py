@@ -121,6 +121,26 @@ def release(conn: Connection, incident_ids: Iterable[int], owner: str) -> None:
         conn.execute(_RELEASE, {"ids": ids, "owner": owner})
 
 
+_RENEW = (
+    update(incidents)
+    .where(
+        incidents.c.id.in_(bindparam("ids", expanding=True)),
+        incidents.c.lease_owner == bindparam("owner"),
+        incidents.c.status == IncidentStatus.HEALING.value,
+    )
+    .values(lease_until=bindparam("until"))
+    .returning(incidents.c.id)
+)
+
+
+def renew(conn: Connection, incident_ids: Iterable[int], owner: str, until: datetime) -> set[int]:
+    """Extend this owner's leases on incidents it is healing; the ids it still held."""
+    ids = sorted(set(incident_ids))
+    if not ids:
+        return set()
+    return {int(r[0]) for r in conn.execute(_RENEW, {"ids": ids, "owner": owner, "until": until})}
+
+
 _NEXT_DUE = select(func.min(incidents.c.next_attempt_at)).where(
     incidents.c.next_attempt_at.is_not(None)
 )
