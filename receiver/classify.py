@@ -12,7 +12,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from receiver.domain import ErrorType
+from receiver.domain import ErrorType, Severity, parse_severity, strict_severity
 from receiver.errors import PlaybookError
 from receiver.textmatch import TextPatterns, fold
 
@@ -29,6 +29,7 @@ class _RuleModel(BaseModel):
 class _FileModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alertnames: dict[str, ErrorType] = Field(default_factory=dict)
+    severities: dict[ErrorType, str] = Field(default_factory=dict)
     rules: list[_RuleModel] = Field(default_factory=list)
 
 
@@ -44,6 +45,9 @@ class Classifier:
 
     alertnames: Mapping[str, ErrorType]
     rules: tuple[Rule, ...]
+    # The severity of a report or alert that carries none (or a word autoheal does not know):
+    # a scheduler's OOM report rarely says how bad it is, and the OOM playbooks need P1.
+    severities: Mapping[ErrorType, Severity] = field(default_factory=dict)
     _by_text_cached: Callable[[str], ErrorType] = field(init=False, repr=False, compare=False)
 
     def classify(self, labels: Mapping[str, str], text: str) -> ErrorType:
@@ -54,6 +58,19 @@ class Classifier:
         if mapped is not None:
             return mapped
         return self._by_text_cached(text)
+
+    def severity(self, error_type: ErrorType, given: str | None) -> Severity:
+        """The sender's severity when it gives one autoheal knows, else the error type's
+        default (``severities`` in classifiers.yaml), else P2."""
+        return parse_severity(given, self.severities.get(error_type, Severity.P2))
+
+    def source_of(self, labels: Mapping[str, str]) -> str:
+        """Where ``classify`` takes the error type from, in words (for people)."""
+        if labels.get("error_type", "").strip().upper() in ErrorType.__members__:
+            return "its error_type label"
+        if labels.get("alertname", "") in self.alertnames:
+            return f"the alertname mapping of {labels['alertname']!r}"
+        return "its text (a classifier rule)"
 
     def _by_text(self, text: str) -> ErrorType:
         folded = fold(text)
@@ -96,4 +113,12 @@ def load_classifier(directory: Path) -> Classifier:
         except re.error as exc:
             raise PlaybookError(str(path), None, f"rules.{index}.regex", str(exc)) from exc
         rules.append(Rule(rule.error_type, patterns))
-    return Classifier(dict(model.alertnames), tuple(rules))
+    severities = {}
+    for error_type, word in model.severities.items():
+        try:
+            severities[error_type] = strict_severity(word)
+        except ValueError as exc:
+            raise PlaybookError(
+                str(path), None, f"severities.{error_type.value}", str(exc)
+            ) from exc
+    return Classifier(dict(model.alertnames), tuple(rules), severities)

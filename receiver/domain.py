@@ -119,6 +119,9 @@ class EscalationReason(enum.StrEnum):
     APPROVAL_TIMEOUT = "approval_timeout"
     BUDGET = "budget"  # the global action budget for the window was spent
     DENIED = "denied"
+    # The fault came back within the cooldown of the playbook that repaired its target: the
+    # repair did not hold, and repeating it at once is the restart loop cooldowns prevent.
+    RECURRED = "recurred"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from receiver.domain import EscalationReason, Signal, Source
 from receiver.errors import StoreUnavailable, Unstorable
 from receiver.metrics import Metrics
 from receiver.notify.base import NotifyScope
-from receiver.playbooks import candidates
+from receiver.playbooks import candidates, explain_no_match
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,13 @@ class Ingestor:
     async def _commit(self, signals: list[Signal]) -> dict[str, int]:
         catalog = self._catalog.current
         playbooks = catalog.playbooks
-        unmatched = frozenset(
-            s.incident_key for s in signals if s.firing and not candidates(playbooks, s)
-        )
+        # Firing signals no playbook matches, with what would have made one match (stored
+        # on the incident, told to people when it is escalated).
+        unmatched = {
+            s.incident_key: explain_no_match(playbooks, s, catalog.classifier.source_of(s.labels))
+            for s in signals
+            if s.firing and not candidates(playbooks, s)
+        }
         plan = repo.plan_ingest(
             self._db.sync_dialect, signals, datetime.now(UTC), unmatched, self._notify
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -95,6 +95,29 @@ class Playbook:
         text = folded_text if folded_text is not None else fold(signal.match_text)
         return self.patterns.search(text)
 
+    def mismatch(self, signal: Signal, folded_text: str | None = None) -> tuple[int, str] | None:
+        """Why this playbook does not match the signal, in words, with how far the signal got
+        through the checks (0-3, in ``matches``' order); None when it matches."""
+        if not self.active:
+            return 0, f"playbook {self.name!r} is inactive"
+        if signal.error_type is not self.error_type:
+            return 0, f"playbook {self.name!r} handles {self.error_type.value}"
+        if not signal.severity.at_least(self.severity_min):
+            return 1, (
+                f"playbook {self.name!r} needs severity {self.severity_min.value} or higher, "
+                f"this is {signal.severity.value} (set a severity label or field)"
+            )
+        for matcher in self.matchers:
+            if not matcher.matches(signal.labels):
+                actual = signal.labels.get(matcher.name)
+                seen = f"it has {matcher.name}={actual!r}" if actual is not None else "absent"
+                return 2, f"playbook {self.name!r} needs {matcher} ({seen})"
+        text = folded_text if folded_text is not None else fold(signal.match_text)
+        if not self.patterns.search(text):
+            shown = ", ".join(repr(p) for p in [*self.pattern_list, *self.regex_list][:4])
+            return 3, f"playbook {self.name!r} needs one of its patterns in the text ({shown})"
+        return None
+
     def definition(self) -> dict[str, Any]:
         """The stored form; its hash tells a sync whether the row changed."""
         return {
@@ -130,6 +153,33 @@ def candidates(playbooks: Iterable[Playbook], signal: Signal) -> list[Playbook]:
     found = [p for p in playbooks if p.matches(signal, folded)]
     found.sort(key=lambda p: (-p.priority, -len(p.matchers), p.name))
     return found
+
+
+def explain_no_match(playbooks: Sequence[Playbook], signal: Signal, classified_by: str) -> str:
+    """What would have made a playbook match ``signal``, for the people it is escalated to:
+    how it was classified, and the nearest playbook with what excluded it."""
+    kind = signal.error_type.value
+    if signal.error_type is ErrorType.UNKNOWN:
+        alertname = signal.labels.get("alertname")
+        mapped = f"alertname {alertname!r} is not mapped" if alertname else "no alertname"
+        parts = [
+            f"Classified UNKNOWN: no error_type label, {mapped} in classifiers.yaml, and no "
+            "classifier rule matched the text. Add an error_type label (e.g. error_type: "
+            "DB_UNREACHABLE) to the alert rule or report, or map the alertname"
+        ]
+    else:
+        parts = [f"Classified {kind} by {classified_by}"]
+    same = [p for p in playbooks if p.error_type is signal.error_type and p.active]
+    if not same:
+        if signal.error_type is not ErrorType.UNKNOWN:
+            parts.append(f"no active playbook handles {kind}: write one")
+        return "; ".join(parts) + "."
+    folded = fold(signal.match_text)
+    # The nearest: the one that got furthest through the checks (severity, matchers, text).
+    found = [m for m in (p.mismatch(signal, folded) for p in same) if m is not None]
+    if found:
+        parts.append(f"nearest: {max(found, key=lambda m: m[0])[1]}")
+    return ("; ".join(parts) + ".")[:1000]
 
 
 def _build(model: _PlaybookModel, file: str, scope: Mapping[str, Any]) -> Playbook:

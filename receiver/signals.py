@@ -11,10 +11,8 @@ from receiver.classify import Classifier
 from receiver.domain import (
     ESCALATION_ALERTNAME,
     ErrorType,
-    Severity,
     Signal,
     Source,
-    parse_severity,
 )
 from receiver.payloads import Alert, AlertmanagerWebhook, ExceptionReport, extras
 
@@ -93,6 +91,7 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
         started = _iso(alert.starts_at)
         message = _alert_message(alert)
         text = "\n".join([message, *alert.annotations.values()])
+        error_type = classifier.classify(alert.labels, text)
         result.append(
             Signal(
                 source=Source.ALERTMANAGER,
@@ -100,8 +99,8 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
                 incident_key=f"am:{fingerprint}:{started}",
                 firing=alert.status == "firing",
                 task_name=alert.labels.get("alertname", "alert")[:100],
-                error_type=classifier.classify(alert.labels, text),
-                severity=parse_severity(alert.labels.get("severity")),
+                error_type=error_type,
+                severity=classifier.severity(error_type, alert.labels.get("severity")),
                 message=message,
                 labels=dict(alert.labels),
                 annotations=dict(alert.annotations),
@@ -141,7 +140,7 @@ def from_exception(report: ExceptionReport, classifier: Classifier) -> Signal:
         firing=True,
         task_name=report.task,
         error_type=error_type,
-        severity=parse_severity(report.severity, Severity.P2),
+        severity=classifier.severity(error_type, report.severity),
         message=message,
         labels=labels,
         traceback=report.traceback,

@@ -145,18 +145,20 @@ async def test_cooldown_per_playbook_and_target(
     )
     await svc.post("/api/v1/alerts", oom_alert(make_alert, fp="a", container="box1"))
     await svc.settle()
-    # A different alert on the same target within the cooldown: skipped, recorded, deferred.
+    # A different alert on the same target within the cooldown, opened after the repair: the
+    # fault came back (issue 16, item 9): skipped, recorded, and escalated at once.
     await svc.post("/api/v1/alerts", oom_alert(make_alert, fp="b", container="box1"))
     # Another target is not held back.
     await svc.post("/api/v1/alerts", oom_alert(make_alert, fp="c", container="box2"))
     await svc.settle()
     items = {i["fingerprint"]: i for i in await svc.incidents()}
     second = await svc.incident(items["b"]["id"])
-    assert second["status"] == "open"
+    assert second["status"] == "escalated"
+    assert second["escalation_reason"] == "recurred"
     (log,) = second["heal_logs"]
     assert log["result"] == "skipped" and log["reason"] == "cooldown"
-    assert "box1" in log["result_output"]
-    assert second["next_attempt_at"] > second["updated_at"]
+    assert "box1" in log["result_output"] and "recurred" in log["result_output"]
+    assert second["next_attempt_at"] is None
     assert (await svc.incident(items["c"]["id"]))["status"] == "verifying"
     assert sorted(c for _, c in scripted) == ["box1", "box2"]
     assert svc.sample("autoheal_guard_refusals_total", {"guard": "cooldown"}) == 1

@@ -171,3 +171,133 @@ async def test_group_fields_are_stored_once_per_webhook(make_service: Any, make_
     assert len(holders) == 1
     refs = {json.dumps(p["group"]) for p in payloads if p is not holders[0]}
     assert len(refs) == 1 and json.loads(refs.pop())["in"].startswith("am:f0000:")
+
+
+async def test_a_fault_back_within_the_cooldown_is_escalated_and_told(
+    make_service: Any,
+    playbooks_dir: Any,
+    make_alert: Any,
+    scripted: Any,
+    aiohttp_server: Any,
+) -> None:
+    """Item 9: a database container healed, down again minutes later: the new incident sat
+    `open` with skipped/cooldown until the cooldown ended (30 min), nobody told."""
+    from aiohttp import web
+
+    from tests.conftest import oom_alert, playbook_yaml
+
+    received: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    people = await aiohttp_server(app)
+    folder = playbooks_dir(
+        playbook_yaml(
+            "scripted", "{container: '${labels.container}'}", cooldown_minutes=30, max_retries=3
+        )
+    )
+    svc = await make_service(playbooks=folder, notify_webhook_url=str(people.make_url("/hook")))
+    first = oom_alert(make_alert, fp="db", container="momo-db")
+    await svc.post("/api/v1/alerts", first)
+    await svc.settle()
+    resolved = copy.deepcopy(first)
+    resolved["status"] = resolved["alerts"][0]["status"] = "resolved"
+    assert (await svc.post("/api/v1/alerts", resolved)).status == 200
+    # Down again: Alertmanager sends the same fingerprint with a new startsAt.
+    again = copy.deepcopy(first)
+    again["alerts"][0]["startsAt"] = "2026-11-28T03:40:00.000Z"
+    await svc.post("/api/v1/alerts", again)
+    await svc.settle()
+    by_start = sorted(await svc.incidents(), key=lambda i: i["id"])
+    assert [i["status"] for i in by_start] == ["resolved", "escalated"]
+    back = await svc.incident(by_start[1]["id"])
+    assert back["escalation_reason"] == "recurred"
+    assert [(h["result"], h["reason"]) for h in back["heal_logs"]] == [("skipped", "cooldown")]
+    assert len(scripted) == 1  # not repeated: a restart loop is what the cooldown prevents
+    await svc.deliver()
+    told = [n for body in received for n in body["notices"] if n["incident_id"] == back["id"]]
+    assert told and told[0]["reason"] == "recurred"
+    assert "did not hold" in told[0]["why"]
+
+
+async def test_an_oom_report_without_a_severity_is_p1_and_finds_its_playbook(
+    make_service: Any,
+) -> None:
+    """Item 10: stored P2, the OOM playbooks (P1) never matched: escalated no_playbook."""
+    svc = await make_service()  # the bundled playbooks and classifier rules
+    report = {
+        "task": "nightly_report",
+        "message": "Worker exited prematurely: signal 9 (SIGKILL).",
+        "labels": {"container": "momo-scheduler"},
+    }
+    resp = await svc.post("/api/v1/exceptions", report)
+    assert resp.status == 202
+    assert (await resp.json())["error_type"] == "OOM"
+    (incident,) = await svc.incidents()
+    assert incident["severity"] == "P1"
+    assert incident["status"] == "open", incident["escalation_reason"]
+    # A severity the sender gives still wins.
+    report = {"task": "other", "message": "MemoryError", "severity": "warning"}
+    await svc.post("/api/v1/exceptions", report)
+    assert {i["task_name"]: i["severity"] for i in await svc.incidents()}["other"] == "P2"
+
+
+async def test_no_playbook_says_what_would_have_matched(
+    make_service: Any, make_alert: Any, aiohttp_server: Any
+) -> None:
+    """Item 11: a no_playbook escalation says what would have made a playbook match: no
+    error_type label and no alertname mapping, or the nearest playbook and what excluded it."""
+    from aiohttp import web
+
+    received: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    people = await aiohttp_server(app)
+    svc = await make_service(notify_webhook_url=str(people.make_url("/hook")))
+    unknown = make_alert(alerts=[{"fingerprint": "u", "labels": {"alertname": "WeirdThing"}}])
+    await svc.post("/api/v1/alerts", unknown)
+    # An OOM report for a container no OOM playbook names.
+    report = {"task": "t", "message": "MemoryError", "labels": {"container": "momo-other"}}
+    await svc.post("/api/v1/exceptions", report)
+    details = {
+        i["task_name"]: (await svc.incident(i["id"]))["escalation_detail"]
+        for i in await svc.incidents()
+    }
+    assert "error_type label" in details["WeirdThing"]
+    assert "'WeirdThing' is not mapped" in details["WeirdThing"]
+    assert details["t"].startswith("Classified OOM by its text")
+    assert 'needs container="momo-' in details["t"] and "'momo-other'" in details["t"]
+    await svc.deliver()
+    notes = [n["note"] for body in received for n in body["notices"]]
+    assert any("error_type label" in (n or "") for n in notes), received
+
+
+async def test_alert_only_says_its_instruction_once(make_service: Any, make_exception: Any) -> None:
+    """Item 11: the alert_only message printed its instruction twice."""
+    from tests.telegram_standin import TelegramStandIn
+
+    telegram = TelegramStandIn("1:abc-bot-token")
+    await telegram.start()
+    svc = await make_service(
+        telegram_token="1:abc-bot-token", telegram_chat_id="42", telegram_base_url=telegram.base_url
+    )
+    drive = (
+        "google.auth.exceptions.RefreshError: ('invalid_grant: Token has been expired or revoked.')"
+    )
+    await svc.post("/api/v1/exceptions", make_exception(task="drive_sync", message=drive))
+    await svc.settle()
+    await svc.deliver()
+    await svc.close_sender()
+    await telegram.stop()
+    (message,) = telegram.delivered
+    instruction = message["text"].split("<i>", 1)[1].split("</i>", 1)[0][:40]
+    assert message["text"].count(instruction) == 1, message["text"]

@@ -146,6 +146,7 @@ incidents = Table(
     Column("annotations", JSON, nullable=False),
     Column("target", String(300), nullable=True),
     Column("escalation_reason", String(50), nullable=True),
+    Column("escalation_detail", Text, nullable=True),  # what would have helped, in words
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("verify_deadline", UTCDateTime(), nullable=True),
     Column("lease_owner", String(100), nullable=True),

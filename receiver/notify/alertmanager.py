@@ -63,11 +63,14 @@ def escalation_alert(
         if row.get("playbook_name") and row["retry_count"]
         else "no repair was run"
     )
+    description = f"{row['error_message'][:1000]}\nTried: {tried}. Stopped: {reason}."
+    if row.get("escalation_detail"):
+        description += f"\nNext step: {row['escalation_detail']}"
     return {
         "labels": labels,
         "annotations": {
             "summary": f"autoheal could not heal {row['task_name']}: {REASONS.get(reason, reason)}",
-            "description": f"{row['error_message'][:1000]}\nTried: {tried}. Stopped: {reason}.",
+            "description": description,
             "incident_url": url,
         },
         "startsAt": _iso(row["created_at"]),

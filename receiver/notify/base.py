@@ -31,6 +31,10 @@ REASONS = {
     "approval_timeout": "nobody approved the repair in time",
     "budget": "the action budget was spent (an alert storm?); nothing was executed",
     "denied": "the repair was denied",
+    "recurred": (
+        "the fault came back within the playbook's cooldown after a repair: the repair did not "
+        "hold, and repeating it now would be a restart loop"
+    ),
 }
 
 
@@ -58,7 +62,8 @@ class Notice:
     approval_deadline: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # ``why``: the reason in words, for receivers that show the JSON as it is.
+        return {**asdict(self), "why": REASONS.get(self.reason) if self.reason else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Notice:

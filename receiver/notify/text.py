@@ -31,7 +31,8 @@ def facts(n: Notice) -> list[str]:
     lines = []
     if n.event == Event.ESCALATED and n.reason:
         lines.append(f"Why: {REASONS.get(n.reason, n.reason)}")
-    if n.action:
+    # alert_only's action is its message, which the note already carries: said once.
+    if n.action and n.reason != "alert_only":
         done = f"Done: {n.action}"
         if n.result:
             done += f" → {n.result}"

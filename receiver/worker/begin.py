@@ -19,9 +19,10 @@ from receiver.catalog import Catalog
 from receiver.db import repo
 from receiver.domain import EscalationReason, HealResult, IncidentStatus
 from receiver.notify.base import Event
+from receiver.playbooks import explain_no_match
 from receiver.worker import approval, guards
 from receiver.worker.context import StepContext
-from receiver.worker.plan import Plan, make_plan, matching
+from receiver.worker.plan import Plan, incident_signal, make_plan, matching
 from receiver.worker.verify import judge
 from receiver.worker.writes import Effects, Writes
 
@@ -91,6 +92,11 @@ def begin(
         )
         plan = make_plan(catalog, row, ctx.scope, found, learned)
         if isinstance(plan, EscalationReason):
+            if plan is EscalationReason.NO_PLAYBOOK:  # the playbooks changed since ingest
+                signal = incident_signal(row)
+                how = catalog.classifier.source_of(signal.labels)
+                detail = explain_no_match(catalog.playbooks, signal, how)
+                w.update(row["id"], {"escalation_detail": detail})
             w.escalate(row, plan)
             continue
         if row["status"] == IncidentStatus.AWAITING_APPROVAL.value and not approval.waiting(

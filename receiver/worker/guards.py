@@ -150,7 +150,17 @@ def _target_and_cooldown(
         output = (
             f"{c.plan.target} in cooldown for {c.plan.playbook.name!r} until {free_at.isoformat()}"
         )
-        w.defer(c.row, c.plan, "cooldown", output, free_at)
+        since = free_at - timedelta(minutes=c.plan.playbook.cooldown_minutes)
+        if c.row["created_at"] >= since:
+            # Opened after the repair that started the cooldown: the fault came back. Waiting
+            # out the cooldown in silence left it unhandled for up to an hour; people decide.
+            w.log(c.row, c.plan, HealResult.SKIPPED, "cooldown", output + ": the fault recurred")
+            w.effects.count("guard_refusals", "cooldown")
+            w.escalate(c.row, EscalationReason.RECURRED, c.plan.playbook_id)
+        else:
+            # Reported before that repair started (the same outage, seen twice): its repair
+            # is under way; look again when the cooldown ends (or its alert resolves).
+            w.defer(c.row, c.plan, "cooldown", output, free_at)
     return list(wanted.values())
 
 

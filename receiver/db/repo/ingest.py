@@ -40,7 +40,7 @@ class IngestPlan:
 
     now: datetime
     stored_now: Any  # ``now`` as the driver returns created_at
-    unmatched: frozenset[str]
+    unmatched: Mapping[str, str]  # incident key -> what would have made a playbook match
     signals: Upsert
     incidents: list[Upsert]
     resolved_keys: list[str]
@@ -51,12 +51,13 @@ def plan_ingest(
     dialect: Dialect,
     batch: Sequence[Signal],
     now: datetime,
-    unmatched: frozenset[str] = frozenset(),
+    unmatched: Mapping[str, str] | None = None,
     notify: NotifyScope | None = None,
 ) -> IngestPlan:
     """Rows for a batch of signals: one per idempotency key and one per incident key.
 
-    ``unmatched``: incident keys no playbook matches. They open already escalated
+    ``unmatched``: incident keys no playbook matches, each with what would have made one
+    match (stored as the escalation's detail). They open already escalated
     (``no_playbook``), so an alert storm nobody wrote a playbook for costs the worker nothing;
     they keep their dedup key, so repeats attach instead of opening incident after incident.
     """
@@ -78,6 +79,7 @@ def plan_ingest(
             "received_at": now,
             "last_received_at": now,
         }
+    unmatched = unmatched or {}
     statements = _statements(dialect.name)
     incident_upserts = []
     for source in Source:
@@ -178,7 +180,7 @@ def _statements(dialect: str) -> _Statements:
 
 
 def _incident_rows(
-    batch: Iterable[Signal], now: datetime, unmatched: frozenset[str]
+    batch: Iterable[Signal], now: datetime, unmatched: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for s in batch:
@@ -199,6 +201,7 @@ def _incident_rows(
                 IncidentStatus.ESCALATED.value if no_playbook else IncidentStatus.OPEN.value
             ),
             "escalation_reason": EscalationReason.NO_PLAYBOOK.value if no_playbook else None,
+            "escalation_detail": unmatched.get(s.incident_key),
             "retry_count": 0,
             "occurrences": 1,
             "fingerprint": s.fingerprint,

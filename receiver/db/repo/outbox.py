@@ -100,8 +100,12 @@ def build_notices(
         note = None  # alert_only's message (the seed's ALERT_ONLY text) is what people read
         if log is not None and reason == "alert_only":
             note = log.result_output[:1500]
-        elif reason == "no_playbook" and len(ids) <= SIMILAR_UP_TO:
-            note = _similar_note(conn, m["error_message"])
+        elif reason == "no_playbook":
+            # What would have made a playbook match, then what healed similar faults.
+            notes = [m["escalation_detail"]]
+            if len(ids) <= SIMILAR_UP_TO:
+                notes.append(_similar_note(conn, m["error_message"]))
+            note = "\n".join(n for n in notes if n) or None
         notices.append(
             Notice(
                 event=event,
