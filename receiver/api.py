@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiver import appkeys
+from receiver import appkeys, events
 from receiver.approval import Decision, NotAwaiting, decide
 from receiver.catalog import load_catalog
 from receiver.config import Settings
@@ -172,6 +172,7 @@ async def post_success(request: web.Request) -> web.Response:
         await conn.run_sync(repo.outcomes.healed, scope, healed, now)
     names = request.app[appkeys.CATALOG].current.names
     request.app[appkeys.METRICS].resolved(closed, "task_success", names)
+    events.resolved(closed, "task_success")
     return _json({"status": "stored", "resolved": [r.id for r in closed]})
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
+from receiver import events
 from receiver.catalog import CatalogHolder
 from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
@@ -177,6 +178,11 @@ class Ingestor:
             if self._on_escalated is not None:
                 self._on_escalated()
         m.resolved(outcome.resolved, "alert_resolved", catalog.names)
+        for incident_id, error_type, no_playbook in outcome.opened:
+            events.tell("opened", incident_id, error_type=error_type)
+            if no_playbook:
+                events.tell("escalated", incident_id, reason=EscalationReason.NO_PLAYBOOK.value)
+        events.resolved(outcome.resolved, "alert_resolved")
         # Resends change nothing the worker acts on; new incidents and scheduler reports
         # (a failure during verification) do.
         if self._on_commit is not None and (

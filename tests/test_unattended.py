@@ -301,3 +301,45 @@ async def test_alert_only_says_its_instruction_once(make_service: Any, make_exce
     (message,) = telegram.delivered
     instruction = message["text"].split("<i>", 1)[1].split("</i>", 1)[0][:40]
     assert message["text"].count(instruction) == 1, message["text"]
+
+
+async def test_every_transition_is_one_structured_line(
+    make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: Any, caplog: Any
+) -> None:
+    """Item 12: nothing was logged at INFO when autoheal acted. Now each transition is one line
+    with the incident id: opened, action started (target), action result, verified,
+    resolved; escalated with its reason."""
+    import logging
+
+    from receiver.logs import RedactingFormatter, Redactor
+    from tests.conftest import lifecycle_playbook, oom_alert
+
+    caplog.set_level(logging.INFO, logger="autoheal.incident")
+    folder = playbooks_dir(lifecycle_playbook("scripted", "{container: '${labels.container}'}"))
+    svc = await make_service(playbooks=folder)
+    firing = oom_alert(make_alert, fp="x", container="box1")
+    await svc.post("/api/v1/alerts", firing)
+    await svc.settle()
+    resolved = copy.deepcopy(firing)
+    resolved["status"] = resolved["alerts"][0]["status"] = "resolved"
+    await svc.post("/api/v1/alerts", resolved)
+    await svc.post("/api/v1/alerts", make_alert(alerts=[{"fingerprint": "nobody"}]))
+    story = [r for r in caplog.records if r.name == "autoheal.incident"]
+    (healed_id,) = {r.incident for r in story if r.event == "action_started"}
+    assert [r.event for r in story if r.incident == healed_id] == [
+        "opened",
+        "action_started",
+        "action_result",
+        "verified",
+        "resolved",
+    ]
+    started = next(r for r in story if r.event == "action_started")
+    assert started.target == "container:box1" and started.levelname == "INFO"
+    assert next(r for r in story if r.event == "action_result").result == "success"
+    escalated = next(r for r in story if r.event == "escalated")
+    assert escalated.reason == "no_playbook" and escalated.incident != healed_id
+    line = RedactingFormatter("logfmt", Redactor()).format(started)
+    assert f"incident={healed_id}" in line and "event=action_started" in line
+    assert "target=container:box1" in line
+    as_json = json.loads(RedactingFormatter("json", Redactor()).format(escalated))
+    assert as_json["incident"] == escalated.incident and as_json["reason"] == "no_playbook"

@@ -62,6 +62,14 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
         result = (HealResult.SUCCESS if outcome.ok else HealResult.FAILED).value
         w.effects.count("heal_attempts", playbook.name, playbook.action_type, result)
         w.effects.durations.append((playbook.action_type, result, d.seconds))
+        w.effects.tell(
+            "action_result",
+            incident_id,
+            result=result,
+            seconds=round(d.seconds, 3),
+            target=plan.target,
+            output=outcome.output[-200:],
+        )
         w.finish_log(
             d.started.log_id,
             result=result,

@@ -125,6 +125,14 @@ def begin(
         )
         if ctx.notify.healing:
             w.notice(Event.HEALING, c.row["id"])
+        w.effects.tell(
+            "action_started",
+            c.row["id"],
+            playbook=c.plan.playbook.name,
+            action=c.plan.action_detail,
+            target=c.plan.target,
+            attempt=c.attempt,
+        )
     log_ids = w.flush(conn)
     started = [
         Started(c.row, c.plan, c.attempt, log_ids[i]) for c, i in zip(passed, queued, strict=True)

@@ -28,7 +28,7 @@ def judge(w: Writes, row: dict[str, Any]) -> bool:
         and row["last_seen_at"] > row["last_action_at"]
     )
     if recurred or (now >= deadline and row["source"] == Source.ALERTMANAGER.value):
-        log.info("incident %s: repair did not hold", row["id"])
+        w.effects.tell("verified", row["id"], held=False)
         w.effects.count("verify_outcomes", "not_held")
         if row["playbook_id"] is not None:
             w.outcome(row["id"], row["playbook_id"], ok=False)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from receiver import events
 from receiver.db import repo
 from receiver.domain import EscalationReason, HealResult, IncidentStatus, Resolved
 from receiver.metrics import Metrics
@@ -37,6 +38,7 @@ class Effects:
     counts: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter)
     durations: list[tuple[str, str, float]] = field(default_factory=list)
     resolved: list[Resolved] = field(default_factory=list)
+    story: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # events.tell
 
     @property
     def escalated(self) -> int:
@@ -45,7 +47,14 @@ class Effects:
     def count(self, metric: str, *labels: str, n: int = 1) -> None:
         self.counts[metric, labels] += n
 
+    def tell(self, event: str, incident_id: int, **fields: Any) -> None:
+        """A transition to log once the batch commits."""
+        self.story.append((event, incident_id, fields))
+
     def apply(self, metrics: Metrics, names: Mapping[int, str]) -> None:
+        for event, incident_id, fields in self.story:
+            events.tell(event, incident_id, **fields)
+        events.resolved(self.resolved, "quiet")
         for (metric, labels), n in self.counts.items():
             getattr(metrics, metric).labels(*labels).inc(n)
         for action, result, seconds in self.durations:
@@ -206,7 +215,7 @@ class Writes:
                 self.effects.count("escalations", reason.value, n=len(escalated))
                 self._events.setdefault(Event.ESCALATED, []).extend(escalated)
                 for incident_id in escalated:
-                    log.info("incident %s escalated: %s", incident_id, reason.value)
+                    self.effects.tell("escalated", incident_id, reason=reason.value)
         repo.guards.unlock_targets(conn, self._unlock)
         repo.incidents.release(conn, self._release, self.owner)
         for event, ids in self._events.items():
