@@ -167,3 +167,26 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         if "autoheal.service" in line and "docker.service" not in line
     ]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_shipped_config_says_what_to_fill_in_and_what_rules_need() -> None:
+    """Issue 16, item 13: the example rules assumed cAdvisor and blackbox_exporter without
+    saying so, and the on-call receiver was empty (escalations went nowhere). Each metric an
+    example rule reads has an absent() rule telling on-call, and on-call delivers somewhere."""
+    import re
+
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    (on_call,) = [r for r in config["receivers"] if r["name"] == "on-call"]
+    assert any(key.endswith("_configs") and on_call[key] for key in on_call), on_call
+    text = (DEPLOY / "rules" / "remediation.yml").read_text()
+    assert (
+        "WHAT THESE RULES NEED" in text
+        and "FILL IN" in (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
+    )
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load(text)["groups"]}
+    guarded = " ".join(r["expr"] for r in groups["autoheal-remediation-inputs"])
+    for rule in groups["autoheal-remediation"]:
+        for metric in re.findall(r"\b([a-z_]+)\{", rule["expr"]):
+            assert f"absent({metric}" in guarded, (rule["alert"], metric)
+    for rule in groups["autoheal-remediation-inputs"]:
+        assert rule["labels"]["autoheal"] == "self"  # to people, never to autoheal
