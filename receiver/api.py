@@ -405,6 +405,15 @@ async def readyz(request: web.Request) -> web.Response:
         return _json({"status": "unavailable", "detail": type(exc).__name__}, 503)
     if revision != HEAD_REVISION:
         return _json({"status": "migrating", "revision": revision, "head": HEAD_REVISION}, 503)
+    if db.health.refusing is not None:
+        # The last write failed (a full disk, an I/O error) while reads still work: ready
+        # again only once a write goes through. Probed here, so a replica taken out of
+        # rotation (no traffic, no writes) still comes back.
+        try:
+            await db.run_in_transaction(repo.write_probe)
+        except (SQLAlchemyError, OSError):
+            detail = f"the store refuses writes ({db.health.refusing})"
+            return _json({"status": "unavailable", "detail": detail}, 503)
     return _json({"status": "ready", "revision": revision})
 
 

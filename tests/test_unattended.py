@@ -343,3 +343,66 @@ async def test_every_transition_is_one_structured_line(
     assert "target=container:box1" in line
     as_json = json.loads(RedactingFormatter("json", Redactor()).format(escalated))
     assert as_json["incident"] == escalated.incident and as_json["reason"] == "no_playbook"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Any) -> Any:
+    """A 4 MiB filesystem of its own (tmpfs; needs root, as CI has)."""
+    import os
+    import subprocess
+
+    from tests.conftest import require
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=False
+        ).returncode
+    ):
+        require("root, to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_readyz_reports_a_store_that_refuses_writes(
+    small_disk: Any, aiohttp_client: Any, make_alert: Any
+) -> None:
+    """Item 7: /readyz stayed 200 on SQLite while every write failed (disk full)."""
+    from receiver.app import create_app
+    from receiver.config import load_settings
+    from tests.conftest import TOKEN
+
+    settings = load_settings(
+        None,
+        database_url=f"sqlite+aiosqlite:///{small_disk}/autoheal.db",
+        auth_token=TOKEN,
+        docker_url=None,
+        worker=False,
+    )
+    client = await aiohttp_client(create_app(settings))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert (await client.get("/readyz")).status == 200
+    filler = small_disk / "filler"
+    with filler.open("wb") as out:  # every byte the filesystem has left
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    statuses = set()
+    for n in range(20):  # enough new alerts to need new pages
+        payload = make_alert(
+            alerts=[{"fingerprint": f"full{n}-{i}", "labels": {"n": "x" * 2000}} for i in range(20)]
+        )
+        statuses.add((await client.post("/api/v1/alerts", json=payload, headers=auth)).status)
+        if 503 in statuses:
+            break
+    assert 503 in statuses, statuses
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert "refuses writes" in (await ready.json())["detail"]
+    filler.unlink()  # space again: ready again, with no other traffic
+    assert (await client.get("/readyz")).status == 200

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from receiver.errors import ConfigError
@@ -125,6 +125,23 @@ def _commit(tx: RootTransaction) -> None:
         raise
 
 
+@dataclass(slots=True)
+class WriteHealth:
+    """Whether the store took the last write: a full disk, an I/O error or a read-only file
+    fails every write while reads (and SELECT 1) still succeed, so readiness needs this."""
+
+    refusing: str | None = None  # what the last write failed with; None: it committed
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, OperationalError | InterfaceError) and not _busy(exc):
+            self.refusing = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+            if exc.orig is not None and str(exc.orig):
+                self.refusing += f": {str(exc.orig)[:120]}"
+
+    def committed(self) -> None:
+        self.refusing = None
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """One engine. Core connections, not ORM sessions: the hot paths are a few bulk statements.
@@ -139,6 +156,7 @@ class Database:
     # SQLite only: the same file through the plain driver, for batch writes run whole in one
     # thread (one hop per batch instead of one per statement).
     _writer: _WriterThread | None = field(default=None)
+    health: WriteHealth = field(default_factory=WriteHealth)
 
     @property
     def dialect(self) -> str:
@@ -154,12 +172,17 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed on exit, rolled back on error."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._write_lock, self.engine.begin() as conn:
+                    yield conn
+        except DBAPIError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.committed()
 
     async def run_in_transaction(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
         """Run a synchronous unit of work ``fn(connection, *args)`` in one write transaction.
@@ -169,6 +192,15 @@ class Database:
         (a few milliseconds of statements), the statements on this thread and only the
         commit on the writer thread (see ``_WriterThread.run_inline``).
         """
+        try:
+            result = await self._run_in_transaction(fn, *args, short=short)
+        except DBAPIError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.committed()
+        return result
+
+    async def _run_in_transaction(self, fn: Callable[..., T], *args: Any, short: bool) -> T:
         if self._writer is None:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(fn, *args)

@@ -26,6 +26,7 @@ from receiver.db.repo import (
     playbooks,
     retention,
 )
+from receiver.db.repo._sql import write_probe
 from receiver.db.repo.heal_logs import incident_heal_logs
 from receiver.db.repo.incidents import (
     backlog,
@@ -62,4 +63,5 @@ __all__ = [
     "retention",
     "status_summary",
     "sync_playbooks",
+    "write_probe",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -65,3 +65,9 @@ async def lease_rows(
         .returning(*returning)
     )
     return list(result.all())
+
+
+def write_probe(conn: Connection) -> None:
+    """A write that changes nothing but still needs the store to take a page (SQLite appends
+    it to the WAL): whether writes go through, for readiness."""
+    conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
