@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiver import appkeys, events
+from receiver import appkeys, events, openapi
 from receiver.approval import Decision, NotAwaiting, decide
 from receiver.catalog import load_catalog
 from receiver.config import Settings
@@ -29,6 +29,7 @@ from receiver.errors import PlaybookError, StoreUnavailable, Unstorable
 from receiver.jsoncodec import dumps, dumps_bytes
 from receiver.notify import notify_scope
 from receiver.notify.base import NotifyError
+from receiver.openapi import documented
 from receiver.payloads import (
     AlertmanagerWebhook,
     DecisionReport,
@@ -89,6 +90,8 @@ async def _parse(request: web.Request, model: type[M]) -> M:
             raw = await request.read()  # client_max_size also stops chunked bodies at the limit
     except TimeoutError as exc:
         raise _problem(408, "body_timeout", "the body did not arrive in time") from exc
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _problem(413, "too_large", f"body over {limit} bytes") from exc
     except (HttpProcessingError, RequestPayloadError) as exc:
         # Undecodable Content-Encoding (bad gzip or deflate, trailing garbage): the client's.
         raise _problem(
@@ -132,6 +135,12 @@ async def _store(request: web.Request, signals: list[Any]) -> list[int | None]:
 
 
 @routes.post("/api/v1/alerts")
+@documented(
+    summary="Alertmanager webhook (version 4): stored, then 200",
+    body=AlertmanagerWebhook,
+    responses={200: openapi.AlertsStored, 503: openapi.Problem},
+    tag="ingest",
+)
 async def post_alerts(request: web.Request) -> web.Response:
     """Alertmanager webhook (version 4). 200 once every alert of the group is committed."""
     payload = await _parse(request, AlertmanagerWebhook)
@@ -149,6 +158,12 @@ async def post_alerts(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/exceptions")
+@documented(
+    summary="A scheduler's exception report: stored, then 202",
+    body=ExceptionReport,
+    responses={202: openapi.ExceptionStored, 503: openapi.Problem},
+    tag="ingest",
+)
 async def post_exception(request: web.Request) -> web.Response:
     """A scheduler's exception report. 202 once committed."""
     report = await _parse(request, ExceptionReport)
@@ -160,6 +175,12 @@ async def post_exception(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/success")
+@documented(
+    summary="A scheduler's success ping: resolves the task's incidents",
+    body=SuccessReport,
+    responses={200: openapi.TasksResolved, 503: openapi.Problem},
+    tag="ingest",
+)
 async def post_success(request: web.Request) -> web.Response:
     """A scheduler's success ping: the task's incidents are resolved."""
     report = await _parse(request, SuccessReport)
@@ -201,6 +222,11 @@ def _incident_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/incidents")
+@documented(
+    summary="Incidents, newest first, paged",
+    query=openapi.INCIDENT_QUERY,
+    responses={200: openapi.IncidentPage, 400: openapi.Problem, 503: openapi.Problem},
+)
 async def list_incidents(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in IncidentStatus.__members__.values():
@@ -227,6 +253,15 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/incidents/{id}")
+@documented(
+    summary="One incident with its heal logs",
+    responses={
+        200: openapi.IncidentDetail,
+        400: openapi.Problem,
+        404: openapi.Problem,
+        503: openapi.Problem,
+    },
+)
 async def get_incident(request: web.Request) -> web.Response:
     incident_id = _incident_id(request)
     async with request.app[appkeys.DATABASE].reading() as conn:
@@ -244,6 +279,10 @@ async def get_incident(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/playbooks")
+@documented(
+    summary="Playbooks with their counts",
+    responses={200: openapi.Items, 503: openapi.Problem},
+)
 async def list_playbooks(request: web.Request) -> web.Response:
     async with request.app[appkeys.DATABASE].reading() as conn:
         rows = await repo.list_playbooks(conn)
@@ -293,18 +332,57 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
 
 
 @routes.post("/api/v1/incidents/{id}/approve")
+@documented(
+    summary="Approve a repair that waits for approval",
+    body=DecisionReport,
+    body_optional=True,
+    responses={
+        200: openapi.Decided,
+        400: openapi.Problem,
+        404: openapi.Problem,
+        409: openapi.Problem,
+        503: openapi.Problem,
+    },
+    tag="approval",
+)
 async def approve_incident(request: web.Request) -> web.Response:
     """Let a repair that requires approval run (body optional: {"by": "name"})."""
     return await _decide(request, True)
 
 
 @routes.post("/api/v1/incidents/{id}/deny")
+@documented(
+    summary="Deny it: the incident is escalated denied",
+    body=DecisionReport,
+    body_optional=True,
+    responses={
+        200: openapi.Decided,
+        400: openapi.Problem,
+        404: openapi.Problem,
+        409: openapi.Problem,
+        503: openapi.Problem,
+    },
+    tag="approval",
+)
 async def deny_incident(request: web.Request) -> web.Response:
     """Refuse it: the incident is escalated ``denied``."""
     return await _decide(request, False)
 
 
 @routes.post("/api/v1/telegram/updates")
+@documented(
+    summary="Telegram's webhook: approval button presses (its secret-token header)",
+    body=TelegramUpdate,
+    public=True,
+    extra_headers=("X-Telegram-Bot-Api-Secret-Token",),
+    responses={
+        200: openapi.TelegramAnswer,
+        401: openapi.Problem,
+        404: openapi.Problem,
+        503: openapi.Problem,
+    },
+    tag="approval",
+)
 async def telegram_updates(request: web.Request) -> web.Response:
     """Telegram's webhook (setWebhook with secret_token): approval button presses. Not behind
     the bearer token (Telegram cannot send it); the secret header is checked instead, and
@@ -361,6 +439,11 @@ def _refusal(settings: Settings, query: TelegramCallback) -> str | None:
 
 
 @routes.get("/api/v1/knowledge")
+@documented(
+    summary="What worked for which fault",
+    query=openapi.KNOWLEDGE_QUERY,
+    responses={200: openapi.Items, 400: openapi.Problem, 503: openapi.Problem},
+)
 async def list_knowledge(request: web.Request) -> web.Response:
     """What worked for which fault: per (error type, signature, playbook)."""
     error_type = request.query.get("error_type")
@@ -375,6 +458,11 @@ async def list_knowledge(request: web.Request) -> web.Response:
 
 
 @routes.post("/-/reload")
+@documented(
+    summary="Re-read playbooks and classifier rules",
+    responses={200: openapi.Reloaded, 422: openapi.Problem, 503: openapi.Problem},
+    tag="operations",
+)
 async def reload(request: web.Request) -> web.Response:
     """Re-read playbooks and classifier rules; a bad file leaves the running set in place."""
     settings = request.app[appkeys.SETTINGS]
@@ -390,11 +478,18 @@ async def reload(request: web.Request) -> web.Response:
 
 
 @routes.get("/healthz")
+@documented(summary="Liveness", public=True, responses={200: openapi.Health}, tag="operations")
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
 
 @routes.get("/readyz")
+@documented(
+    summary="Readiness: the store reads, takes writes and is migrated",
+    public=True,
+    responses={200: openapi.Health, 503: openapi.Health},
+    tag="operations",
+)
 async def readyz(request: web.Request) -> web.Response:
     db = request.app[appkeys.DATABASE]
     try:
@@ -415,6 +510,17 @@ async def readyz(request: web.Request) -> web.Response:
             detail = f"the store refuses writes ({db.health.refusing})"
             return _json({"status": "unavailable", "detail": detail}, 503)
     return _json({"status": "ready", "revision": revision})
+
+
+@routes.get(openapi.PATH)
+@documented(
+    summary="This document (OpenAPI 3.1)",
+    public=True,
+    responses={200: "application/json"},
+    tag="operations",
+)
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[appkeys.OPENAPI], content_type="application/json")
 
 
 @web.middleware

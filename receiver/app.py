@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiver import appkeys
+from receiver import appkeys, openapi
 from receiver.api import error_middleware, routes
 from receiver.auth import auth_middleware
 from receiver.catalog import CatalogHolder, load_catalog
@@ -32,6 +32,7 @@ from receiver.notify import build_notifiers, notify_scope
 from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
+from receiver.openapi import documented
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.retention import Pruner
 from receiver.worker import HealWorker
@@ -136,6 +137,12 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+@documented(
+    summary="Prometheus metrics",
+    public=True,
+    responses={200: "text/plain"},
+    tag="operations",
+)
 async def metrics_view(request: web.Request) -> web.Response:
     """Set the store-derived gauges, then render. A store that cannot be read leaves them as
     they were: the scrape still answers, and the readiness probe tells what is wrong."""
@@ -189,4 +196,10 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(_freeze_heap)  # after the cleanup contexts have started
     app.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)
+    app.on_startup.append(_document)
     return app
+
+
+async def _document(app: web.Application) -> None:
+    """Built once the routes are final (a route without a description fails start-up)."""
+    app[appkeys.OPENAPI] = dumps(openapi.build(app)).encode()

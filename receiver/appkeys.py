@@ -29,3 +29,4 @@ SENDER = web.AppKey("sender", OutboxSender)
 ESCALATOR = web.AppKey("escalator", Escalator)
 PRUNER = web.AppKey("pruner", Pruner)
 TELEGRAM = web.AppKey("telegram", TelegramNotifier)  # answers approval button presses
+OPENAPI = web.AppKey("openapi", bytes)  # the document, built once at start-up

@@ -12,7 +12,9 @@ from aiohttp.typedefs import Handler, Middleware
 from receiver.config import Settings
 
 # /api/v1/telegram/updates authenticates Telegram by its secret-token header instead (api.py).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/telegram/updates"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/api/v1/telegram/updates", "/api/v1/openapi.json"}
+)
 
 
 def _eq(a: str, b: str) -> bool:

@@ -8,6 +8,7 @@ import asyncio
 import collections
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -146,3 +147,65 @@ def oom_group(containers: list[str]) -> dict[str, Any]:
         for c in containers
     ]
     return payload
+
+
+@dataclass
+class Served:
+    """One `autoheal serve` process on SQLite, for the transport and fuzzing tests."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    db: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.log.read_text(errors="replace")
+
+
+def start_served(tmp: Path, env_extra: dict[str, str] | None = None) -> Served:
+    """Start `autoheal serve` (bearer TOKEN, SQLite in ``tmp``) and wait until it is ready."""
+    from tests.realprograms import wait_for
+
+    port = free_port()
+    log = tmp / "autoheal.log"
+    db = tmp / "autoheal.db"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AUTOHEAL_LISTEN": f"127.0.0.1:{port}",
+        "AUTOHEAL_AUTH_TOKEN": TOKEN,
+        "AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "AUTOHEAL_DOCKER_URL": "",
+        **(env_extra or {}),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "serve"], env=env, cwd=ROOT, stdout=out, stderr=out
+        )
+    served = Served(port, process, log, db)
+
+    def ready() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{served.url}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, 30, "autoheal serve")
+    except TimeoutError:
+        served.stop()
+        raise
+    return served

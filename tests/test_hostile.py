@@ -5,20 +5,16 @@ database files (issue 16, items 4, 5 and 6)."""
 from __future__ import annotations
 
 import gzip
-import signal
 import socket
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.realprograms import free_port, wait_for
+from tests.serving import Served, start_served
 
 # Distinctive: any occurrence of it in a log or a file is a leak.
 SECRET = "Zq7-leak-canary-4f1d9b2e"
@@ -26,58 +22,23 @@ BASIC = "alertmanager:pw-canary-77ab31"
 TELEGRAM = "123456:tg-canary-19ce04"
 
 
-@dataclass
-class Served:
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-    db: Path
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=20)
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    port = free_port()
-    log = tmp_path / "autoheal.log"
-    db = tmp_path / "autoheal.db"
     env = {
-        "PATH": "/usr/bin:/bin",
-        "AUTOHEAL_LISTEN": f"127.0.0.1:{port}",
         "AUTOHEAL_AUTH_TOKEN": SECRET,
         "AUTOHEAL_BASIC_AUTH": BASIC,
         "AUTOHEAL_TELEGRAM_TOKEN": TELEGRAM,
         "AUTOHEAL_TELEGRAM_CHAT_ID": "1",
         "AUTOHEAL_TELEGRAM_BASE_URL": "http://127.0.0.1:9",
-        "AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-        "AUTOHEAL_DOCKER_URL": "",
         "AUTOHEAL_HEADER_TIMEOUT_SECONDS": "1",
         "AUTOHEAL_BODY_TIMEOUT_SECONDS": "1",
         "AUTOHEAL_LOG_LEVEL": "DEBUG",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "receiver", "serve"], env=env, cwd=ROOT, stdout=out, stderr=out
-        )
-    s = Served(port, process, log, db)
+    s = start_served(tmp_path, env)
     try:
-        wait_for(lambda: _ready(port), 30, "autoheal serve")
         yield s
     finally:
         s.stop()
-
-
-def _ready(port: int) -> bool:
-    try:
-        return _exchange(
-            port, b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        ).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
 
 
 def _exchange(port: int, raw: bytes, timeout: float = 5) -> bytes:
