@@ -44,13 +44,14 @@ class _Deadlines(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._inner.connection_made(transport)
+        self._start_head()  # a connection that sends nothing at all is held no longer
 
     def data_received(self, data: bytes) -> None:
-        if not self._in_head and not self._inner._request_in_progress:
-            # A new request starts (keep-alive: after the previous one was answered).
-            self._in_head = True
-            self._tail = b""
-            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+        # aiohttp marks a request in progress from its parsed head until it is answered: bytes
+        # arriving then are its body. (Unknown in another aiohttp: taken as in progress, so
+        # at worst only a connection's first request has a deadline.)
+        if not self._in_head and not getattr(self._inner, "_request_in_progress", True):
+            self._start_head()  # a new request (keep-alive: after the last one was answered)
         if self._in_head:
             seen = self._tail + data
             if _HEAD_END in seen:
@@ -58,6 +59,12 @@ class _Deadlines(asyncio.Protocol):
                 self._cancel()
             self._tail = seen[-3:]
         self._inner.data_received(data)
+
+    def _start_head(self) -> None:
+        self._cancel()
+        self._in_head = True
+        self._tail = b""
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
 
     def _expire(self) -> None:
         self._timer = None

@@ -163,6 +163,15 @@ def test_slow_headers_and_bodies_lose_their_connection(served: Served) -> None:
     assert closed, "a trickled head kept its connection"
     assert time.monotonic() - started < 4
 
+    # A connection that sends nothing at all is closed too.
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        try:
+            assert sock.recv(1) == b""  # closed by the server, not timed out here
+        except ConnectionResetError:
+            pass  # closed with a reset: closed all the same
+    assert time.monotonic() - started < 4
+
     # Body, with valid credentials: 408 once the body deadline passes.
     started = time.monotonic()
     body = FIRING
