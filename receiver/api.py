@@ -331,39 +331,30 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     return _json({"status": status, "incident": decision.incident_id, "by": decision.by})
 
 
-@routes.post("/api/v1/incidents/{id}/approve")
-@documented(
-    summary="Approve a repair that waits for approval",
-    body=DecisionReport,
-    body_optional=True,
-    responses={
+# What approve and deny take and answer (the body may be left out).
+_DECISION_DOC: dict[str, Any] = {
+    "body": DecisionReport,
+    "body_optional": True,
+    "responses": {
         200: openapi.Decided,
         400: openapi.Problem,
         404: openapi.Problem,
         409: openapi.Problem,
         503: openapi.Problem,
     },
-    tag="approval",
-)
+    "tag": "approval",
+}
+
+
+@routes.post("/api/v1/incidents/{id}/approve")
+@documented(summary="Approve a repair that waits for approval", **_DECISION_DOC)
 async def approve_incident(request: web.Request) -> web.Response:
     """Let a repair that requires approval run (body optional: {"by": "name"})."""
     return await _decide(request, True)
 
 
 @routes.post("/api/v1/incidents/{id}/deny")
-@documented(
-    summary="Deny it: the incident is escalated denied",
-    body=DecisionReport,
-    body_optional=True,
-    responses={
-        200: openapi.Decided,
-        400: openapi.Problem,
-        404: openapi.Problem,
-        409: openapi.Problem,
-        503: openapi.Problem,
-    },
-    tag="approval",
-)
+@documented(summary="Deny it: the incident is escalated denied", **_DECISION_DOC)
 async def deny_incident(request: web.Request) -> web.Response:
     """Refuse it: the incident is escalated ``denied``."""
     return await _decide(request, False)

@@ -23,6 +23,25 @@ from tests.conftest import load_fixture
 FAR_FUTURE = "9999-12-31T23:59:59-01:00"
 
 
+@pytest.fixture
+async def people(aiohttp_server: Any) -> Any:
+    """A JSON webhook channel's receiving end: what people were told, body by body."""
+    from aiohttp import web
+
+    received: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app)
+    server.received = received
+    server.hook_url = str(server.make_url("/hook"))
+    return server
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
@@ -178,29 +197,18 @@ async def test_a_fault_back_within_the_cooldown_is_escalated_and_told(
     playbooks_dir: Any,
     make_alert: Any,
     scripted: Any,
-    aiohttp_server: Any,
+    people: Any,
 ) -> None:
     """Item 9: a database container healed, down again minutes later: the new incident sat
     `open` with skipped/cooldown until the cooldown ended (30 min), nobody told."""
-    from aiohttp import web
-
     from tests.conftest import oom_alert, playbook_yaml
 
-    received: list[Any] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    people = await aiohttp_server(app)
     folder = playbooks_dir(
         playbook_yaml(
             "scripted", "{container: '${labels.container}'}", cooldown_minutes=30, max_retries=3
         )
     )
-    svc = await make_service(playbooks=folder, notify_webhook_url=str(people.make_url("/hook")))
+    svc = await make_service(playbooks=folder, notify_webhook_url=people.hook_url)
     first = oom_alert(make_alert, fp="db", container="momo-db")
     await svc.post("/api/v1/alerts", first)
     await svc.settle()
@@ -219,7 +227,9 @@ async def test_a_fault_back_within_the_cooldown_is_escalated_and_told(
     assert [(h["result"], h["reason"]) for h in back["heal_logs"]] == [("skipped", "cooldown")]
     assert len(scripted) == 1  # not repeated: a restart loop is what the cooldown prevents
     await svc.deliver()
-    told = [n for body in received for n in body["notices"] if n["incident_id"] == back["id"]]
+    told = [
+        n for body in people.received for n in body["notices"] if n["incident_id"] == back["id"]
+    ]
     assert told and told[0]["reason"] == "recurred"
     assert "did not hold" in told[0]["why"]
 
@@ -247,22 +257,11 @@ async def test_an_oom_report_without_a_severity_is_p1_and_finds_its_playbook(
 
 
 async def test_no_playbook_says_what_would_have_matched(
-    make_service: Any, make_alert: Any, aiohttp_server: Any
+    make_service: Any, make_alert: Any, people: Any
 ) -> None:
     """Item 11: a no_playbook escalation says what would have made a playbook match: no
     error_type label and no alertname mapping, or the nearest playbook and what excluded it."""
-    from aiohttp import web
-
-    received: list[Any] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    people = await aiohttp_server(app)
-    svc = await make_service(notify_webhook_url=str(people.make_url("/hook")))
+    svc = await make_service(notify_webhook_url=people.hook_url)
     unknown = make_alert(alerts=[{"fingerprint": "u", "labels": {"alertname": "WeirdThing"}}])
     await svc.post("/api/v1/alerts", unknown)
     # An OOM report for a container no OOM playbook names.
@@ -277,8 +276,8 @@ async def test_no_playbook_says_what_would_have_matched(
     assert details["t"].startswith("Classified OOM by its text")
     assert 'needs container="momo-' in details["t"] and "'momo-other'" in details["t"]
     await svc.deliver()
-    notes = [n["note"] for body in received for n in body["notices"]]
-    assert any("error_type label" in (n or "") for n in notes), received
+    notes = [n["note"] for body in people.received for n in body["notices"]]
+    assert any("error_type label" in (n or "") for n in notes), people.received
 
 
 async def test_alert_only_says_its_instruction_once(make_service: Any, make_exception: Any) -> None:
