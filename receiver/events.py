@@ -19,12 +19,14 @@ log = logging.getLogger("autoheal.incident")
 
 
 def tell(event: str, incident_id: int, **fields: Any) -> None:
-    """One transition of one incident."""
+    """One transition of one incident ("incident 7 escalated: budget", fields alongside)."""
     if log.isEnabledFor(logging.INFO):
+        reason = fields.get("reason")
         log.info(
-            "incident %d %s",
+            "incident %d %s" + (": %s" if reason else ""),
             incident_id,
             event,
+            *((reason,) if reason else ()),
             extra={"incident": incident_id, "event": event, **fields},
         )
 
