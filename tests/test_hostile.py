@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import ROOT
 from tests.serving import Served, start_served
@@ -203,3 +204,50 @@ def test_slow_headers_and_bodies_lose_their_connection(served: Served) -> None:
         assert _status(sock.recv(4096)) == 401
     log = served.stop()
     assert "request head not complete" in log
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise LookupError("VmRSS")
+
+
+@pytest.mark.integration
+def test_one_large_webhook_grows_files_and_memory_by_about_its_size(tmp_path: Path) -> None:
+    """Item 3: one authenticated 1 MB webhook (1,000 alerts, a 700 KB unknown field) grew the
+    files by 1.26 GB and RSS from 108 to 825 MB. Now both grow by a small multiple of 1 MB."""
+    import json
+
+    from tests.conftest import TOKEN, load_fixture
+
+    served = start_served(tmp_path)
+    try:
+        payload = load_fixture("firing.json")
+        base = payload["alerts"][0]
+        payload["alerts"] = [
+            {**base, "fingerprint": f"f{i:04}", "labels": {**base["labels"], "n": str(i)}}
+            for i in range(1000)
+        ]
+        payload["somethingHuge"] = "x" * 700_000
+        body = json.dumps(payload).encode()
+        assert len(body) < 1_048_576
+
+        def files() -> int:
+            return sum(p.stat().st_size for p in tmp_path.glob("autoheal.db*"))
+
+        before_files, before_rss = files(), _rss_kib(served.process.pid)
+        resp = requests.post(
+            f"{served.url}/api/v1/alerts",
+            data=body,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert resp.status_code == 200, resp.text[:300]
+        grown_files = files() - before_files
+        grown_rss_mib = (_rss_kib(served.process.pid) - before_rss) / 1024
+        print(f"body {len(body)} B: files +{grown_files} B, RSS +{grown_rss_mib:.1f} MiB")
+        assert grown_files < 8 * len(body)
+        assert grown_rss_mib < 64
+    finally:
+        served.stop()
