@@ -12,7 +12,7 @@ for this work in one Python process on this machine. autoheal's time over the re
 the same run, is the figure that carries from one machine to another.
 
     python bench/storm.py [--store sqlite|postgresql] [--replicas 1] [--alerts 20000]
-                          [--concurrency 256] [--rounds 3] [--no-bare]
+                          [--concurrency 256] [--rounds 3] [--no-bare] [--log-level L]
 
 --concurrency is each replica's worker_concurrency (actions in flight). The service's default
 of 4 suits container restarts that take seconds; a fast action in a storm wants more, and
@@ -177,6 +177,12 @@ async def main() -> int:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="bare relay, then autoheal, each")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare relay's runs")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="autoheal's log level: INFO writes a line per incident transition (the default "
+        "of a deployment); WARNING, as earlier figures were measured, writes none",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-storm-"))
     runner = Runner()
@@ -200,7 +206,7 @@ async def main() -> int:
     env = {
         "AUTOHEAL_LEASE_SECONDS": "120",
         "AUTOHEAL_WORKER_POLL_SECONDS": "1",
-        "AUTOHEAL_LOG_LEVEL": "WARNING",
+        "AUTOHEAL_LOG_LEVEL": args.log_level,
         "AUTOHEAL_WORKER_CONCURRENCY": str(args.concurrency),
     }
     relay = None if args.no_bare else bare_relay(tmp, runner, args.concurrency)
