@@ -152,7 +152,7 @@ def configure(
     # No format here shows the caller's file, thread or process: not looking them up saves
     # a third of each record's cost (the logging HOWTO's "Optimization"), which counts when a
     # storm writes a line per incident transition.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
