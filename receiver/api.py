@@ -101,7 +101,8 @@ async def _parse(request: web.Request, model: type[M]) -> M:
         body = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _problem(400, "bad_encoding", f"body is not UTF-8 (byte {exc.start})") from exc
-    if _NUL_ESCAPE.search(body):
+    # The substring test first: the regex costs ~80 us per KB, the test ~0.5.
+    if "\\u0000" in body and _NUL_ESCAPE.search(body):
         # PostgreSQL text cannot hold NUL; stored it would fail every retry (and Alertmanager
         # would retry forever), so refuse it here.
         raise _problem(400, "invalid_json", "NUL characters (\\u0000) are not accepted")
