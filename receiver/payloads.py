@@ -63,6 +63,8 @@ def _no_zero_time(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    if EARLIEST.year < value.year < LATEST.year - 1:
+        return value  # within range whatever its offset (under a day): the common case
     try:
         in_utc = value.astimezone(UTC)
     except OverflowError:

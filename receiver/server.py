@@ -29,20 +29,23 @@ _HEAD_END = b"\r\n\r\n"
 
 
 class _Deadlines(asyncio.Protocol):
-    """Forwards everything to aiohttp's RequestHandler; closes the connection when a request
-    head is still incomplete ``header_timeout`` seconds after its first byte."""
+    """Forwards everything to aiohttp's RequestHandler and notes when the current request
+    head started (None: no head being read). ``DeadlineSite``'s sweep closes the connection
+    when that is too long ago: a timestamp per request instead of a timer per request."""
 
-    def __init__(self, inner: RequestHandler, header_timeout: float) -> None:
+    __slots__ = ("_heads", "_inner", "_tail", "_transport", "head_since")
+
+    def __init__(self, inner: RequestHandler, heads: set[_Deadlines]) -> None:
         self._inner = inner
-        self._timeout = header_timeout
+        self._heads = heads  # the site's open connections, for its sweep
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._in_head = False
+        self.head_since: float | None = None
         self._tail = b""  # the last bytes seen, for a head end split across reads
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._heads.add(self)
         self._inner.connection_made(transport)
         self._start_head()  # a connection that sends nothing at all is held no longer
 
@@ -50,38 +53,29 @@ class _Deadlines(asyncio.Protocol):
         # aiohttp marks a request in progress from its parsed head until it is answered: bytes
         # arriving then are its body. (Unknown in another aiohttp: taken as in progress, so
         # at worst only a connection's first request has a deadline.)
-        if not self._in_head and not getattr(self._inner, "_request_in_progress", True):
+        if self.head_since is None and not getattr(self._inner, "_request_in_progress", True):
             self._start_head()  # a new request (keep-alive: after the last one was answered)
-        if self._in_head:
-            seen = self._tail + data
-            if _HEAD_END in seen:
-                self._in_head = False
-                self._cancel()
-            self._tail = seen[-3:]
+        if self.head_since is not None:
+            if _HEAD_END in data or _HEAD_END in self._tail + data[:3]:
+                self.head_since = None
+            else:
+                self._tail = data[-3:]
         self._inner.data_received(data)
 
     def _start_head(self) -> None:
-        self._cancel()
-        self._in_head = True
+        self.head_since = asyncio.get_running_loop().time()
         self._tail = b""
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
 
-    def _expire(self) -> None:
-        self._timer = None
-        if self._in_head and self._transport is not None:
-            log.warning("closed a connection: request head not complete in %ss", self._timeout)
+    def expire(self, timeout: float) -> None:
+        if self._transport is not None:
+            log.warning("closed a connection: request head not complete in %ss", timeout)
             self._transport.abort()
-
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()  # type: ignore[func-returns-value]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        self._heads.discard(self)
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -92,24 +86,42 @@ class _Deadlines(asyncio.Protocol):
 
 
 class DeadlineSite(web.TCPSite):
-    """A TCP site whose connections have a request-head deadline."""
+    """A TCP site whose connections have a request-head deadline, enforced by one sweep
+    every tenth of the deadline (so a head may take up to 1.1 times it)."""
 
     def __init__(self, runner: web.BaseRunner, *args: Any, header_timeout: float, **kw: Any):
         super().__init__(runner, *args, **kw)
         self._header_timeout = header_timeout
+        self._open: set[_Deadlines] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        timeout = self._header_timeout
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Deadlines(server(), timeout),
+            lambda: _Deadlines(server(), self._open),
             self._host,
             self._port,
             backlog=self._backlog,
             reuse_address=self._reuse_address,
         )
+        self._sweeper = asyncio.create_task(self._sweep(), name="autoheal-head-deadlines")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        await super().stop()
+
+    async def _sweep(self) -> None:
+        timeout = self._header_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(timeout / 10)
+            late = loop.time() - timeout
+            for conn in [c for c in self._open if c.head_since is not None and c.head_since < late]:
+                conn.expire(timeout)
 
 
 def runner_for(app: web.Application) -> web.AppRunner:
