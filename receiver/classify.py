@@ -17,6 +17,7 @@ from receiver.errors import PlaybookError
 from receiver.textmatch import TextPatterns, fold
 
 CLASSIFIERS_FILE = "classifiers.yaml"
+_TYPE_NAMES = frozenset(ErrorType.__members__)  # (__members__ builds a new mapping per use)
 
 
 class _RuleModel(BaseModel):
@@ -52,7 +53,7 @@ class Classifier:
 
     def classify(self, labels: Mapping[str, str], text: str) -> ErrorType:
         explicit = labels.get("error_type", "").strip().upper()
-        if explicit in ErrorType.__members__:
+        if explicit in _TYPE_NAMES:
             return ErrorType(explicit)
         mapped = self.alertnames.get(labels.get("alertname", ""))
         if mapped is not None:
@@ -66,7 +67,7 @@ class Classifier:
 
     def source_of(self, labels: Mapping[str, str]) -> str:
         """Where ``classify`` takes the error type from, in words (for people)."""
-        if labels.get("error_type", "").strip().upper() in ErrorType.__members__:
+        if labels.get("error_type", "").strip().upper() in _TYPE_NAMES:
             return "its error_type label"
         if labels.get("alertname", "") in self.alertnames:
             return f"the alertname mapping of {labels['alertname']!r}"

@@ -153,7 +153,7 @@ class Ingestor:
         # Firing signals no playbook matches, with what would have made one match (stored
         # on the incident, told to people when it is escalated).
         unmatched = {
-            s.incident_key: explain_no_match(playbooks, s, catalog.classifier.source_of(s.labels))
+            s.incident_key: explain_no_match(playbooks, s, catalog.classifier)
             for s in signals
             if s.firing and not candidates(playbooks, s)
         }

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from receiver.actions import ACTIONS
-from receiver.classify import CLASSIFIERS_FILE
+from receiver.classify import CLASSIFIERS_FILE, Classifier
 from receiver.domain import ErrorType, Severity, Signal, strict_severity
 from receiver.errors import PlaybookError
 from receiver.matchers import Matcher, all_match, parse_matcher
@@ -155,7 +155,7 @@ def candidates(playbooks: Iterable[Playbook], signal: Signal) -> list[Playbook]:
     return found
 
 
-def explain_no_match(playbooks: Sequence[Playbook], signal: Signal, classified_by: str) -> str:
+def explain_no_match(playbooks: Sequence[Playbook], signal: Signal, classifier: Classifier) -> str:
     """What would have made a playbook match ``signal``, for the people it is escalated to:
     how it was classified, and the nearest playbook with what excluded it."""
     kind = signal.error_type.value
@@ -168,7 +168,7 @@ def explain_no_match(playbooks: Sequence[Playbook], signal: Signal, classified_b
             "DB_UNREACHABLE) to the alert rule or report, or map the alertname"
         ]
     else:
-        parts = [f"Classified {kind} by {classified_by}"]
+        parts = [f"Classified {kind} by {classifier.source_of(signal.labels)}"]
     same = [p for p in playbooks if p.error_type is signal.error_type and p.active]
     if not same:
         if signal.error_type is not ErrorType.UNKNOWN:

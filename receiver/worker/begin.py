@@ -94,8 +94,7 @@ def begin(
         if isinstance(plan, EscalationReason):
             if plan is EscalationReason.NO_PLAYBOOK:  # the playbooks changed since ingest
                 signal = incident_signal(row)
-                how = catalog.classifier.source_of(signal.labels)
-                detail = explain_no_match(catalog.playbooks, signal, how)
+                detail = explain_no_match(catalog.playbooks, signal, catalog.classifier)
                 w.update(row["id"], {"escalation_detail": detail})
             w.escalate(row, plan)
             continue
