@@ -384,3 +384,13 @@ async def test_healing_started_is_announced_when_asked(
     (sent,) = telegram.delivered
     assert sent["text"].startswith("<b>Healing: ContainerOOMKilled (OOM, P1)</b>")
     assert "Playbook: fix it on container:box" in sent["text"]
+
+
+def test_every_escalation_reason_has_words() -> None:
+    """The reasons are named once (EscalationReason); each has its sentence for people, and a
+    reason stored as a plain string finds the same one."""
+    from receiver.domain import EscalationReason
+    from receiver.notify.base import REASONS
+
+    assert set(REASONS) == set(EscalationReason)
+    assert REASONS["recurred"] == REASONS[EscalationReason.RECURRED]

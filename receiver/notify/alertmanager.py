@@ -24,7 +24,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.domain import ESCALATION_ALERTNAME
-from receiver.notify.base import REASONS
+from receiver.notify.base import reason_words
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def escalation_alert(
     return {
         "labels": labels,
         "annotations": {
-            "summary": f"autoheal could not heal {row['task_name']}: {REASONS.get(reason, reason)}",
+            "summary": f"autoheal could not heal {row['task_name']}: {reason_words(reason)}",
             "description": description,
             "incident_url": url,
         },

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Protocol
 
+from receiver.domain import EscalationReason
+
 
 class Event:
     ESCALATED = "escalated"
@@ -20,22 +22,33 @@ class Event:
 
 
 # What each escalation reason means to the person reading the message.
-REASONS = {
-    "no_playbook": "no playbook matches it",
-    "not_healed": "repairs ran but the fault stayed",
-    "max_retries": "every repair attempt failed",
-    "alert_only": "this fault needs a person",
-    "dry_run": "dry run: nothing was executed",
-    "refused": "a label value failed its safety check; nothing was executed",
-    "not_retryable": "the repair failed in a way retrying cannot fix",
-    "approval_timeout": "nobody approved the repair in time",
-    "budget": "the action budget was spent (an alert storm?); nothing was executed",
-    "denied": "the repair was denied",
-    "recurred": (
+# Each escalation reason in words (keyed by the enum: the names live once, in domain.py; a
+# plain string looks up the same entry).
+_R = EscalationReason
+REASONS: dict[EscalationReason, str] = {
+    _R.NO_PLAYBOOK: "no playbook matches it",
+    _R.NOT_HEALED: "repairs ran but the fault stayed",
+    _R.MAX_RETRIES: "every repair attempt failed",
+    _R.ALERT_ONLY: "this fault needs a person",
+    _R.DRY_RUN: "dry run: nothing was executed",
+    _R.REFUSED: "a label value failed its safety check; nothing was executed",
+    _R.NOT_RETRYABLE: "the repair failed in a way retrying cannot fix",
+    _R.APPROVAL_TIMEOUT: "nobody approved the repair in time",
+    _R.BUDGET: "the action budget was spent (an alert storm?); nothing was executed",
+    _R.DENIED: "the repair was denied",
+    _R.RECURRED: (
         "the fault came back within the playbook's cooldown after a repair: the repair did not "
         "hold, and repeating it now would be a restart loop"
     ),
 }
+
+
+def reason_words(reason: str) -> str:
+    """The sentence for a reason as stored (a plain string); an unknown one as it is."""
+    try:
+        return REASONS[EscalationReason(reason)]
+    except ValueError:
+        return reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +76,7 @@ class Notice:
 
     def to_json(self) -> dict[str, Any]:
         # ``why``: the reason in words, for receivers that show the JSON as it is.
-        return {**asdict(self), "why": REASONS.get(self.reason) if self.reason else None}
+        return {**asdict(self), "why": reason_words(self.reason) if self.reason else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Notice:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from receiver.notify.base import REASONS, Event, Notice
+from receiver.notify.base import Event, Notice, reason_words
 
 HEADLINES = {
     Event.ESCALATED: "Escalated",
@@ -30,7 +30,7 @@ def facts(n: Notice) -> list[str]:
         return lines
     lines = []
     if n.event == Event.ESCALATED and n.reason:
-        lines.append(f"Why: {REASONS.get(n.reason, n.reason)}")
+        lines.append(f"Why: {reason_words(n.reason)}")
     # alert_only's action is its message, which the note already carries: said once.
     if n.action and n.reason != "alert_only":
         done = f"Done: {n.action}"
