@@ -10,21 +10,17 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
 
 from receiver import appkeys, openapi
 from receiver.api import error_middleware, routes
 from receiver.auth import auth_middleware
 from receiver.catalog import CatalogHolder, load_catalog
 from receiver.config import Settings
-from receiver.db import repo
 from receiver.db.engine import open_database
 from receiver.db.migrate import ensure_schema
-from receiver.domain import UNRESOLVED_STATUSES
 from receiver.ingest import Ingestor
 from receiver.jsoncodec import dumps
 from receiver.metrics import build_metrics
@@ -144,31 +140,10 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     tag="operations",
 )
 async def metrics_view(request: web.Request) -> web.Response:
-    """Set the store-derived gauges, then render. A store that cannot be read leaves them as
-    they were: the scrape still answers, and the readiness probe tells what is wrong."""
-    gauges = request.app[appkeys.METRICS].store
-    now = datetime.now(UTC)
-    try:
-        async with request.app[appkeys.DATABASE].reading() as conn:
-            summary = await repo.status_summary(conn)
-            due, earliest = await repo.backlog(conn, now)
-            unsent = await repo.outbox.pending(conn)
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
-    else:
-        for status in UNRESOLVED_STATUSES:
-            count, oldest = summary.get(status.value, (0, None))
-            gauges.incidents.labels(status.value).set(count)
-            gauges.oldest.labels(status.value).set(_age(now, oldest))
-        gauges.backlog.set(due)
-        gauges.backlog_oldest.set(_age(now, earliest))
-        gauges.notifications_pending.set(unsent)
+    """Refresh the store-derived gauges, then render."""
+    await request.app[appkeys.METRICS].store.refresh(request.app[appkeys.DATABASE])
     body = generate_latest(request.app[appkeys.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _age(now: datetime, since: datetime | None) -> float:
-    return max((now - since).total_seconds(), 0.0) if since is not None else 0.0
 
 
 async def _freeze_heap(_app: web.Application) -> None:

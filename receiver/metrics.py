@@ -8,13 +8,24 @@ fingerprints, targets or messages.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy.exc import SQLAlchemyError
 
-from receiver.domain import ErrorType, EscalationReason, HealResult, Resolved, Source
+from receiver.db import repo
+from receiver.db.engine import Database
+from receiver.domain import (
+    UNRESOLVED_STATUSES,
+    ErrorType,
+    EscalationReason,
+    HealResult,
+    Resolved,
+    Source,
+)
 from receiver.playbooks import Playbook
 
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -22,19 +33,44 @@ _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 # wait-and-retry playbook.
 _HEAL_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600)
 NO_PLAYBOOK = "none"
+log = logging.getLogger(__name__)
 GUARDS = ("slot", "max_retries", "target_busy", "cooldown", "approval", "budget")
 RESOLVED_HOW = ("alert_resolved", "quiet", "task_success")
 
 
 @dataclass(frozen=True, slots=True)
 class StoreGauges:
-    """Gauges set from the store before each scrape (see ``app.metrics_view``)."""
+    """Gauges set from the store before each scrape (``refresh``, from ``app.metrics_view``)."""
 
     incidents: Gauge
     oldest: Gauge
     backlog: Gauge
     backlog_oldest: Gauge
     notifications_pending: Gauge
+
+    async def refresh(self, db: Database) -> None:
+        """Read them from the store. A store that cannot be read leaves them as they were:
+        the scrape still answers, and the readiness probe tells what is wrong."""
+        now = datetime.now(UTC)
+        try:
+            async with db.reading() as conn:
+                summary = await repo.status_summary(conn)
+                due, earliest = await repo.backlog(conn, now)
+                unsent = await repo.outbox.pending(conn)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
+            return
+        for status in UNRESOLVED_STATUSES:
+            count, oldest = summary.get(status.value, (0, None))
+            self.incidents.labels(status.value).set(count)
+            self.oldest.labels(status.value).set(_age(now, oldest))
+        self.backlog.set(due)
+        self.backlog_oldest.set(_age(now, earliest))
+        self.notifications_pending.set(unsent)
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return max((now - since).total_seconds(), 0.0) if since is not None else 0.0
 
 
 @dataclass(frozen=True, slots=True)
