@@ -25,7 +25,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType, IncidentStatus
-from receiver.errors import PlaybookError, StoreUnavailable, Unstorable
+from receiver.errors import AutohealError
 from receiver.jsoncodec import dumps, dumps_bytes
 from receiver.notify import notify_scope
 from receiver.notify.base import NotifyError
@@ -56,6 +56,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     415: web.HTTPUnsupportedMediaType,
     409: web.HTTPConflict,
     422: web.HTTPUnprocessableEntity,
+    500: web.HTTPInternalServerError,
     503: web.HTTPServiceUnavailable,
 }
 
@@ -129,14 +130,9 @@ async def _parse(request: web.Request, model: type[M]) -> M:
 
 
 async def _store(request: web.Request, signals: list[Any]) -> list[int | None]:
-    try:
-        return await request.app[appkeys.INGESTOR].submit(signals)
-    except StoreUnavailable as exc:
-        # 5xx makes Alertmanager retry: exactly what we want when nothing was stored.
-        raise _problem(503, "store_unavailable", f"not stored, retry later ({exc})") from exc
-    except Unstorable as exc:
-        # The same request would fail the same way again: a 4xx, so it is not resent.
-        raise _problem(422, "unstorable", f"the store cannot hold this request ({exc})") from exc
+    # StoreUnavailable (503: sent again later) and Unstorable (422: never) reach the
+    # error middleware.
+    return await request.app[appkeys.INGESTOR].submit(signals)
 
 
 @routes.post("/api/v1/alerts")
@@ -328,10 +324,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     if request.can_read_body:
         body = await _parse(request, DecisionReport)
         by = body.by or by
-    try:
-        decision = await _record_decision(request.app, incident_id, approve, f"{by} (api)")
-    except NotAwaiting as exc:
-        raise _problem(409, "not_awaiting_approval", str(exc), incident_status=exc.status) from exc
+    decision = await _record_decision(request.app, incident_id, approve, f"{by} (api)")
     status = "approved" if approve else "denied"
     return _json({"status": status, "incident": decision.incident_id, "by": decision.by})
 
@@ -462,12 +455,9 @@ async def list_knowledge(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     """Re-read playbooks and classifier rules; a bad file leaves the running set in place."""
     settings = request.app[appkeys.SETTINGS]
-    try:
-        catalog = await load_catalog(
-            request.app[appkeys.DATABASE], settings.playbooks, settings.param_scope()
-        )
-    except PlaybookError as exc:
-        raise _problem(422, "invalid_playbooks", str(exc)) from exc
+    catalog = await load_catalog(
+        request.app[appkeys.DATABASE], settings.playbooks, settings.param_scope()
+    )
     request.app[appkeys.CATALOG].current = catalog
     request.app[appkeys.METRICS].loaded(catalog.playbooks)
     return _json({"status": "reloaded", "playbooks": len(catalog.playbooks)})
@@ -521,12 +511,16 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Store trouble is a 503 (retry later); nothing a client sends becomes a 500."""
+    """autoheal's own errors become their status and problem body (``errors.AutohealError``);
+    store trouble is a 503 (retry later); nothing a client sends becomes a 500."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
     except web.HTTPException:
         raise
+    except AutohealError as exc:
+        detail, extra = exc.problem()
+        raise _problem(exc.http_status, exc.code, detail, **extra) from exc
     except SQLAlchemyError as exc:
         log.warning("store error on %s %s: %s", request.method, request.path, type(exc).__name__)
         raise _problem(503, "store_unavailable", "the store is unavailable, retry later") from exc

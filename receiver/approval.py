@@ -8,22 +8,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
 from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.domain import EscalationReason, HealResult, IncidentStatus
+from receiver.errors import AutohealError
 from receiver.metrics import Metrics
 from receiver.notify.base import Event, NotifyScope
 
 
-class NotAwaiting(Exception):
+class NotAwaiting(AutohealError):
     """The incident is not waiting for a decision (none asked, already decided, or gone)."""
+
+    http_status = 409
+    code = "not_awaiting_approval"
 
     def __init__(self, incident_id: int, status: str | None) -> None:
         super().__init__(f"incident {incident_id} is not awaiting approval ({status or 'unknown'})")
         self.status = status
+
+    def problem(self) -> tuple[str, dict[str, Any]]:
+        return str(self), {"incident_status": self.status}
 
 
 @dataclass(frozen=True, slots=True)

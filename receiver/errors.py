@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class AutohealError(Exception):
-    """Base of autoheal's own errors."""
+    """Base of autoheal's own errors. One raised by a request handler is answered by one
+    middleware (``api.error_middleware``) with its ``http_status`` and ``problem()``: the
+    handlers do not catch them one by one."""
+
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def problem(self) -> tuple[str, dict[str, Any]]:
+        """The sentence of the JSON problem body, and any fields beside it."""
+        return str(self), {}
 
 
 class ConfigError(AutohealError):
@@ -13,6 +24,9 @@ class ConfigError(AutohealError):
 
 class PlaybookError(AutohealError):
     """A playbook or classifier file that does not validate."""
+
+    http_status = 422  # a reload with a bad file: the running set stays
+    code = "invalid_playbooks"
 
     def __init__(self, file: str, playbook: str | None, field: str | None, message: str) -> None:
         self.file = file
@@ -41,7 +55,19 @@ class SlotError(AutohealError):
 class StoreUnavailable(AutohealError):
     """The database could not durably take what was sent."""
 
+    http_status = 503  # a 5xx makes Alertmanager retry: right when nothing was stored
+    code = "store_unavailable"
+
+    def problem(self) -> tuple[str, dict[str, Any]]:
+        return f"not stored, retry later ({self})", {}
+
 
 class Unstorable(AutohealError):
     """The store refused a request for something in the request itself: a retry cannot help
     (answered 4xx, so the sender stops resending it)."""
+
+    http_status = 422
+    code = "unstorable"
+
+    def problem(self) -> tuple[str, dict[str, Any]]:
+        return f"the store cannot hold this request ({self})", {}
