@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,5 +21,5 @@ class StepContext:
     settings: Settings
     owner: str  # names this replica in leases and heal logs
     resources: Resources | None
-    scope: Any  # the parameter scope actions validate templated values against
+    scope: Mapping[str, Any]  # what actions validate templated values against (param_scope)
     notify: NotifyScope  # where escalations and heals are announced (outbox rows)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from receiver.actions import ACTIONS
+from receiver.actions.base import ActionParams
 from receiver.catalog import Catalog
 from receiver.domain import ErrorType, EscalationReason, Severity, Signal, Source
 from receiver.errors import SlotError
@@ -24,7 +25,7 @@ class Plan:
 
     playbook: Playbook
     playbook_id: int
-    params: Any  # the action's validated parameters, or the SlotError that refused them
+    params: ActionParams | SlotError  # validated parameters, or the error that refused them
     action_detail: str
     target: str
 
@@ -55,7 +56,7 @@ def matching(catalog: Catalog, row: Mapping[str, Any]) -> list[Playbook]:
 def make_plan(
     catalog: Catalog,
     row: Mapping[str, Any],
-    scope: Any,
+    scope: Mapping[str, Any],
     found: Sequence[Playbook],
     learned: Mapping[int, Record] | None = None,
 ) -> EscalationReason | Plan:
