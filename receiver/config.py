@@ -30,7 +30,7 @@ def default_playbooks_dir() -> Path:
 ENV_PREFIX = "AUTOHEAL_"
 
 
-def make_url_password(url: str) -> str | None:
+def _url_password(url: str) -> str | None:
     """The password in a database URL, if it has one."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -203,7 +203,7 @@ class Settings(BaseModel):
             pair = self.basic_auth.get_secret_value()
             values.append(base64.b64encode(pair.encode()).decode())  # as the header carries it
             values.append(pair.partition(":")[2])
-        password = make_url_password(self.database_url)
+        password = _url_password(self.database_url)
         if password:
             values.append(password)
         return values

@@ -152,11 +152,11 @@ class Ingestor:
         playbooks = catalog.playbooks
         # Firing signals no playbook matches, with what would have made one match (stored
         # on the incident, told to people when it is escalated).
-        unmatched = {
-            s.incident_key: explain_no_match(playbooks, s, catalog.classifier)
-            for s in signals
-            if s.firing and not candidates(playbooks, s)
-        }
+        unmatched: dict[str, str] = {}
+        for s in signals:
+            # Once per incident key: a batch of resends repeats the same few.
+            if s.firing and s.incident_key not in unmatched and not candidates(playbooks, s):
+                unmatched[s.incident_key] = explain_no_match(playbooks, s, catalog.classifier)
         plan = repo.plan_ingest(
             self._db.sync_dialect, signals, datetime.now(UTC), unmatched, self._notify
         )

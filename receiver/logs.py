@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
 from receiver.jsoncodec import dumps
 
 REDACTED = "[REDACTED]"
@@ -122,9 +125,6 @@ class ShortProtocolErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None:
             return True
-        from aiohttp.http_exceptions import HttpProcessingError
-        from aiohttp.web_protocol import RequestPayloadError
-
         if isinstance(exc, HttpProcessingError | RequestPayloadError):
             status = getattr(exc, "code", 400) or 400
             record.msg = "refused a malformed request: %s (%s)"

@@ -2,9 +2,10 @@
 
 aiohttp's server has no deadline for reading a request: a client trickling its headers a byte
 at a time holds a connection (and a file descriptor) as long as it likes, before any
-credential is checked. ``DeadlineSite`` puts aiohttp's protocol behind a thin one that closes a
-connection whose request head (request line and headers) is not complete within
-``header_timeout`` of its first byte. Bodies get their deadline where they are read
+credential is checked. ``DeadlineSite`` puts aiohttp's protocol behind a thin one that notes
+when each request head (request line and headers) starts: at the connection's opening, then at
+the first byte after each answer; a sweep closes a connection whose head is not complete
+``header_timeout`` later. Bodies get their deadline where they are read
 (``api._parse``: 408), after the credentials were checked, and a body nobody reads is
 discarded for at most ``LINGER_SECONDS``.
 """
@@ -124,14 +125,10 @@ class DeadlineSite(web.TCPSite):
                 conn.expire(timeout)
 
 
-def runner_for(app: web.Application) -> web.AppRunner:
-    # Alertmanager holds keep-alive connections open: a short shutdown_timeout lets us stop.
-    return web.AppRunner(app, access_log=None, shutdown_timeout=5, lingering_time=LINGER_SECONDS)
-
-
 async def serve(app: web.Application, settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop the app's parts in order."""
-    runner = runner_for(app)
+    # Alertmanager holds keep-alive connections open: a short shutdown_timeout lets us stop.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5, lingering_time=LINGER_SECONDS)
     await runner.setup()
     try:
         site = DeadlineSite(

@@ -170,19 +170,25 @@ class Database:
         return self.engine.sync_engine.dialect
 
     @contextlib.asynccontextmanager
+    async def _watching_writes(self) -> AsyncIterator[None]:
+        """Note in ``health`` whether the write transaction inside committed."""
+        try:
+            yield
+        except DBAPIError as exc:
+            self.health.failed(exc)
+            raise
+        self.health.committed()
+
+    @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed on exit, rolled back on error."""
-        try:
+        async with self._watching_writes():
             if self._write_lock is None:
                 async with self.engine.begin() as conn:
                     yield conn
             else:
                 async with self._write_lock, self.engine.begin() as conn:
                     yield conn
-        except DBAPIError as exc:
-            self.health.failed(exc)
-            raise
-        self.health.committed()
 
     async def run_in_transaction(self, fn: Callable[..., T], *args: Any, short: bool = False) -> T:
         """Run a synchronous unit of work ``fn(connection, *args)`` in one write transaction.
@@ -192,23 +198,15 @@ class Database:
         (a few milliseconds of statements), the statements on this thread and only the
         commit on the writer thread (see ``_WriterThread.run_inline``).
         """
-        try:
-            result = await self._run_in_transaction(fn, *args, short=short)
-        except DBAPIError as exc:
-            self.health.failed(exc)
-            raise
-        self.health.committed()
-        return result
-
-    async def _run_in_transaction(self, fn: Callable[..., T], *args: Any, short: bool) -> T:
-        if self._writer is None:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(fn, *args)
-        assert self._write_lock is not None
-        async with self._write_lock:
-            if short:
-                return await self._writer.run_inline(fn, *args)
-            return await self._writer.run(fn, *args)
+        async with self._watching_writes():
+            if self._writer is None:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(fn, *args)
+            assert self._write_lock is not None
+            async with self._write_lock:
+                if short:
+                    return await self._writer.run_inline(fn, *args)
+                return await self._writer.run(fn, *args)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
