@@ -124,6 +124,62 @@ class EscalationReason(enum.StrEnum):
     RECURRED = "recurred"
 
 
+class NoticeEvent(enum.StrEnum):
+    """What a notification announces (the outbox's ``event``)."""
+
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"  # after a heal
+    HEALING = "healing"  # an action started (optional)
+    APPROVAL = "approval"  # a risky repair waits for a person
+
+
+class ApprovalState(enum.StrEnum):
+    """A person's decision on the attempt an incident awaits approval for."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"  # to deliver (again, after ``next_attempt_at``)
+    SENT = "sent"
+    FAILED = "failed"  # for good: the channel refused it in a way a retry cannot fix
+
+
+class Guard(enum.StrEnum):
+    """A rule that held an action back (the ``guard`` label of guard_refusals)."""
+
+    SLOT = "slot"  # a templated value failed its slot's pattern
+    MAX_RETRIES = "max_retries"
+    TARGET_BUSY = "target_busy"  # another incident is acting on the same target
+    COOLDOWN = "cooldown"  # the (playbook, target) acted on recently
+    APPROVAL = "approval"  # waits for a person
+    BUDGET = "budget"  # the global action budget for the window was spent
+
+
+class LogReason(enum.StrEnum):
+    """Why a heal log is not a plain success or failure (its ``reason`` column)."""
+
+    SLOT_REFUSED = "slot_refused"
+    DRY_RUN = "dry_run"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVAL_TIMEOUT = "approval_timeout"
+    BUDGET = "budget"
+    COOLDOWN = "cooldown"
+    TARGET_BUSY = "target_busy"
+    NOT_RETRYABLE = "not_retryable"
+    INTERRUPTED = "interrupted"  # the lease ran out mid-attempt (a crash, a stall)
+
+
+class ResolveKind(enum.StrEnum):
+    """How an incident came to be resolved (the ``how`` label of incidents_resolved)."""
+
+    ALERT_RESOLVED = "alert_resolved"  # Alertmanager sent the resolve
+    QUIET = "quiet"  # a scheduler task stayed quiet through its verify window
+    TASK_SUCCESS = "task_success"  # the scheduler's success ping
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
     """An incident a resolve just closed: what time-to-heal and verify outcomes are made of."""

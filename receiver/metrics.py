@@ -22,8 +22,10 @@ from receiver.domain import (
     UNRESOLVED_STATUSES,
     ErrorType,
     EscalationReason,
+    Guard,
     HealResult,
     Resolved,
+    ResolveKind,
     Source,
 )
 from receiver.playbooks import Playbook
@@ -34,8 +36,6 @@ _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 _HEAL_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600)
 NO_PLAYBOOK = "none"
 log = logging.getLogger(__name__)
-GUARDS = ("slot", "max_retries", "target_busy", "cooldown", "approval", "budget")
-RESOLVED_HOW = ("alert_resolved", "quiet", "task_success")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +219,10 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         metrics.incidents_opened.labels(error_type.value)
     for reason in EscalationReason:
         metrics.escalations.labels(reason.value)
-    for guard in GUARDS:
-        metrics.guard_refusals.labels(guard)
-    for how in RESOLVED_HOW:
-        metrics.incidents_resolved.labels(how)
+    for guard in Guard:
+        metrics.guard_refusals.labels(guard.value)
+    for how in ResolveKind:
+        metrics.incidents_resolved.labels(how.value)
     for outcome in ("held", "not_held"):
         metrics.verify_outcomes.labels(outcome)
     return metrics

@@ -8,16 +8,20 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection
 
 from receiver.actions import ACTIONS, ActionContext, ActionOutcome
-from receiver.domain import EscalationReason, HealResult, IncidentStatus
+from receiver.domain import HealResult, LogReason
+from receiver.effects import Effects
 from receiver.resources import MAX_OUTPUT
+from receiver.worker import apply
 from receiver.worker.begin import Started
 from receiver.worker.context import StepContext
-from receiver.worker.writes import Effects, Writes
+from receiver.worker.decide import after_action
+from receiver.worker.decisions import Facts, Policy
+from receiver.worker.writes import Writes
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +56,16 @@ async def run_action(ctx: StepContext, s: Started) -> Done:
 
 
 def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: datetime) -> Effects:
-    """Finish each heal log, then: verifying (success), escalated, or open after a back-off.
-    An incident no longer healing under this replica's lease keeps its state."""
+    """Finish each heal log, then: verifying (success), escalated, or open after a back-off
+    (``decide.after_action``). An incident no longer healing under this replica's lease
+    keeps its state."""
     w = Writes(ctx.owner, now, ctx.notify)
-    backoff = timedelta(seconds=ctx.settings.retry_backoff_seconds)
+    policy, facts = Policy.of(ctx.settings), Facts(now)
     for d in done:
         row, plan, outcome = d.started.row, d.started.plan, d.outcome
         playbook, incident_id = plan.playbook, row["id"]
         result = (HealResult.SUCCESS if outcome.ok else HealResult.FAILED).value
-        w.effects.count("heal_attempts", playbook.name, playbook.action_type, result)
+        w.effects.attempts[playbook.name, playbook.action_type, result] += 1
         w.effects.durations.append((playbook.action_type, result, d.seconds))
         w.effects.tell(
             "action_result",
@@ -76,43 +81,22 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
             result_output=outcome.output[-MAX_OUTPUT:],
             duration_ms=int(d.seconds * 1000),
             finished_at=now,
-            reason=None if outcome.ok or outcome.retryable else "not_retryable",
+            reason=None if outcome.ok or outcome.retryable else LogReason.NOT_RETRYABLE.value,
             action_detail=outcome.detail,  # what actually ran, when the action knows better
         )
         w.outcome(incident_id, plan.playbook_id, outcome.ok)
-        if ACTIONS[playbook.action_type].exclusive:
+        if plan.exclusive:
             w.unlock(plan.target, incident_id)
-        if outcome.ok and outcome.escalate is not None:
-            w.escalate(row, outcome.escalate)
-        elif outcome.ok:
-            window = outcome.verify_after
-            if window is None:
-                window = playbook.verify_seconds
-            if window is None:
-                window = ctx.settings.default_verify_seconds
-            deadline = now + timedelta(seconds=window)
-            w.update_if_held(
-                incident_id,
-                {
-                    "status": IncidentStatus.VERIFYING.value,
-                    "verify_deadline": deadline,
-                    "next_attempt_at": deadline,
-                    "updated_at": now,
-                },
-            )
-        elif not outcome.retryable:
-            w.escalate(row, EscalationReason.NOT_RETRYABLE)
-        elif d.started.attempt >= playbook.max_retries:
-            w.effects.count("guard_refusals", "max_retries")
-            w.escalate(row, EscalationReason.MAX_RETRIES)
-        else:
-            w.update_if_held(
-                incident_id,
-                {
-                    "status": IncidentStatus.OPEN.value,
-                    "next_attempt_at": now + backoff,
-                    "updated_at": now,
-                },
-            )
+        nxt = after_action(
+            plan,
+            d.started.attempt,
+            outcome.ok,
+            outcome.retryable,
+            outcome.escalate,
+            outcome.verify_after,
+            policy,
+            facts,
+        )
+        apply.after_action(w, row, nxt)
     w.flush(conn)
     return w.effects

@@ -1,14 +1,22 @@
-"""Begin: one transaction for a batch of claimed incidents. Each is resumed (after an
-interrupted attempt), verified (did the last repair hold?), planned and guarded; those whose
-action may run get a pending heal log and the status ``healing``; every other outcome
-(resolved, escalated, deferred, waiting) is written in the same transaction.
+"""Begin: one transaction for a batch of claimed incidents, in the order each passes:
+
+1. claim (and fail the attempts a lapsed lease interrupted);
+2. judge the repairs under verification (``decide.verdict``); what did not hold is
+   knowledge, written first, that the plans below may order playbooks by;
+3. plan (pure: which playbook, which parameters), reading what was learned where several
+   playbooks match;
+4. read the facts the store rules need, decide every incident (``decide.decide``), and take
+   the guard rows of the actions that start, deciding again those another replica beat;
+5. apply the decisions (``apply``) and flush them as a few multi-row statements.
 
 The actions run after it commits, outside any transaction (``act``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,18 +25,21 @@ from sqlalchemy import Connection
 
 from receiver.catalog import Catalog
 from receiver.db import repo
-from receiver.domain import EscalationReason, HealResult, IncidentStatus
-from receiver.notify.base import Event
+from receiver.domain import EscalationReason, Guard, IncidentStatus
+from receiver.effects import Effects
 from receiver.playbooks import explain_no_match
-from receiver.worker import approval, guards
+from receiver.worker import apply
 from receiver.worker.context import StepContext
+from receiver.worker.decide import BUSY_RETRY, decide, verdict
+from receiver.worker.decisions import Case, Decision, Defer, Facts, Incident, NotHeld, Policy, Start
 from receiver.worker.plan import Plan, incident_signal, make_plan, matching
-from receiver.worker.verify import judge
-from receiver.worker.writes import Effects, Writes
+from receiver.worker.writes import Writes
 
 log = logging.getLogger(__name__)
 
-_HEALING = IncidentStatus.HEALING.value
+# Rounds of deciding again the actions another replica beat to a guard row (each round
+# reads what that replica wrote, so one is the rule and three the most contended case).
+_TAKE_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,80 +71,91 @@ def begin(
     those whose action runs are leased to this replica until it is recorded. ``running``:
     incidents whose action this process still runs; never claimed again beside it, even if
     its lease lapsed (a stalled renewal)."""
-    lease = timedelta(seconds=ctx.settings.lease_seconds)
     rows = [r for r in repo.incidents.claim(conn, now, limit) if r["id"] not in running]
     w = Writes(ctx.owner, now, ctx.notify, claimed=True)
     if not rows:
         return Begun(0, [], w.effects)
-    interrupted = [r["id"] for r in rows if r["status"] == _HEALING]
+    interrupted = [r["id"] for r in rows if r["status"] == IncidentStatus.HEALING.value]
     if interrupted:
-        # Claimable while healing: whoever was healing let the lease expire mid-attempt.
         n = repo.heal_logs.fail_interrupted(conn, interrupted, now)
         log.warning("incidents %s: resuming after an interrupted attempt (%d)", interrupted, n)
-    # First judge the repairs under verification: what did not hold is knowledge the plans
-    # below may order playbooks by.
-    planning: list[tuple[dict[str, Any], EscalationReason]] = []
+    judged = Facts(now)
+    planning: list[tuple[dict[str, Any], Incident, EscalationReason]] = []
     for row in rows:
-        if row["status"] == _HEALING:
-            row["status"] = IncidentStatus.OPEN.value
-        if row["status"] != IncidentStatus.VERIFYING.value:
-            planning.append((row, EscalationReason.MAX_RETRIES))
-        elif judge(w, row):
-            planning.append((row, EscalationReason.NOT_HEALED))
+        incident = Incident.of(row)
+        if incident.status is not IncidentStatus.VERIFYING:
+            planning.append((row, incident, EscalationReason.MAX_RETRIES))
+            continue
+        v = verdict(incident, judged)
+        apply.verdict(w, row, v)
+        if isinstance(v, NotHeld):
+            reopened = dataclasses.replace(incident, status=IncidentStatus.OPEN)
+            planning.append((row, reopened, EscalationReason.NOT_HEALED))
     w.flush_outcomes(conn)
-    candidates = []
-    for row, exhausted in planning:
-        found = matching(catalog, row)
-        # What was learned orders several matching playbooks; with one, there is no choice.
-        learned = (
-            repo.knowledge.records_for(conn, row["error_type"], row["signature"])
-            if len(found) > 1
-            else None
-        )
-        plan = make_plan(catalog, row, ctx.scope, found, learned)
-        if isinstance(plan, EscalationReason):
-            if plan is EscalationReason.NO_PLAYBOOK:  # the playbooks changed since ingest
-                signal = incident_signal(row)
-                detail = explain_no_match(catalog.playbooks, signal, catalog.classifier)
-                w.update(row["id"], {"escalation_detail": detail})
-            w.escalate(row, plan)
-            continue
-        if row["status"] == IncidentStatus.AWAITING_APPROVAL.value and not approval.waiting(
-            w, row, plan
-        ):
-            continue
-        candidate = guards.check(w, ctx.settings, row, plan, exhausted)
-        if candidate is not None:
-            candidates.append(candidate)
-    passed = guards.in_store(conn, w, ctx.settings, candidates)
-    queued = []
-    for c in passed:
-        queued.append(w.log(c.row, c.plan, HealResult.PENDING, attempt=c.attempt))
-        w.update(
-            c.row["id"],
-            {
-                "status": _HEALING,
-                "retry_count": c.attempt,
-                "playbook_id": c.plan.playbook_id,
-                "target": c.plan.target,
-                "last_action_at": now,
-                "updated_at": now,
-                "lease_owner": ctx.owner,
-                "lease_until": now + lease,
-            },
-        )
-        if ctx.notify.healing:
-            w.notice(Event.HEALING, c.row["id"])
-        w.effects.tell(
-            "action_started",
-            c.row["id"],
-            playbook=c.plan.playbook.name,
-            action=c.plan.action_detail,
-            target=c.plan.target,
-            attempt=c.attempt,
-        )
+    cases = [_case(conn, ctx, catalog, row, i, exhausted) for row, i, exhausted in planning]
+    planned = [row for row, _, _ in planning]
+    decisions = _decide(conn, ctx, w, planned, cases)
+    lease = timedelta(seconds=ctx.settings.lease_seconds)
+    queued: list[tuple[dict[str, Any], Start, int]] = []
+    for row, d in zip(planned, decisions, strict=True):
+        position = apply.decision(w, row, d, lease)
+        if position is not None:
+            assert isinstance(d, Start)
+            queued.append((row, d, position))
     log_ids = w.flush(conn)
-    started = [
-        Started(c.row, c.plan, c.attempt, log_ids[i]) for c, i in zip(passed, queued, strict=True)
-    ]
+    started = [Started(row, d.plan, d.attempt, log_ids[i]) for row, d, i in queued]
     return Begun(len(rows), started, w.effects)
+
+
+def _case(
+    conn: Connection,
+    ctx: StepContext,
+    catalog: Catalog,
+    row: dict[str, Any],
+    incident: Incident,
+    exhausted: EscalationReason,
+) -> Case:
+    found = matching(catalog, row)
+    # What was learned orders several matching playbooks; with one, there is no choice.
+    learned = (
+        repo.knowledge.records_for(conn, row["error_type"], row["signature"])
+        if len(found) > 1
+        else None
+    )
+    plan = make_plan(catalog, row, ctx.scope, found, learned)
+    if plan is not None:
+        return Case(incident, plan, exhausted)
+    # The playbooks changed since ingest: say what would have matched.
+    why = explain_no_match(catalog.playbooks, incident_signal(row), catalog.classifier)
+    return Case(incident, None, exhausted, why)
+
+
+def _decide(
+    conn: Connection,
+    ctx: StepContext,
+    w: Writes,
+    rows: Sequence[dict[str, Any]],
+    cases: Sequence[Case],
+) -> list[Decision]:
+    """Decide every case; take the guard rows of those that start. One that another
+    replica beat to a row (since the facts were read) is decided again on the rows as they
+    are now; what still loses after a few rounds looks again shortly."""
+    policy = Policy.of(ctx.settings)
+    hold = timedelta(seconds=ctx.settings.action_timeout_seconds + 30)
+    decided: dict[int, Decision] = {}
+    todo = list(range(len(cases)))
+    for _ in range(_TAKE_ROUNDS):
+        plans = [p for i in todo if (p := cases[i].plan) is not None]
+        facts = apply.read_facts(conn, policy, w.now, plans)
+        decided.update(zip(todo, decide([cases[i] for i in todo], policy, facts), strict=True))
+        starts = [(i, d) for i in todo if isinstance(d := decided[i], Start)]
+        lost = apply.take(conn, w, policy, hold, [(rows[i], d) for i, d in starts])
+        todo = [starts[j][0] for j in lost]
+        if not todo:
+            return [decided[i] for i in range(len(cases))]
+    for i in todo:
+        plan = cases[i].plan
+        assert plan is not None
+        output = f"another replica took a guard row for {plan.target or plan.playbook.name} first"
+        decided[i] = Defer(plan, Guard.TARGET_BUSY, output, w.now + BUSY_RETRY)
+    return [decided[i] for i in range(len(cases))]

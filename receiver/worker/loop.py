@@ -33,13 +33,13 @@ from receiver.catalog import CatalogHolder
 from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
+from receiver.effects import Effects
 from receiver.metrics import Metrics
 from receiver.notify import notify_scope
 from receiver.resources import Resources
 from receiver.worker.act import Done, record, run_action
 from receiver.worker.begin import Started, begin
 from receiver.worker.context import StepContext, now
-from receiver.worker.writes import Effects
 
 log = logging.getLogger(__name__)
 

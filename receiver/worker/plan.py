@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from receiver.actions import ACTIONS
 from receiver.actions.base import ActionParams
 from receiver.catalog import Catalog
-from receiver.domain import ErrorType, EscalationReason, Severity, Signal, Source
+from receiver.domain import ErrorType, Severity, Signal, Source
 from receiver.errors import SlotError
 from receiver.knowledge import Record, order_by_knowledge
 from receiver.playbooks import Playbook, candidates
@@ -28,6 +28,7 @@ class Plan:
     params: ActionParams | SlotError  # validated parameters, or the error that refused them
     action_detail: str
     target: str
+    exclusive: bool = False  # the action needs its target to itself (one at a time)
 
 
 def incident_signal(row: Mapping[str, Any]) -> Signal:
@@ -59,13 +60,13 @@ def make_plan(
     scope: Mapping[str, Any],
     found: Sequence[Playbook],
     learned: Mapping[int, Record] | None = None,
-) -> EscalationReason | Plan:
-    """Pick among the ``found`` playbooks and fill its parameters; NO_PLAYBOOK when none
+) -> Plan | None:
+    """Pick among the ``found`` playbooks and fill its parameters; None when none
     matches. Several: the best learned success rate for this fault first (``learned``, by
     playbook id), then as declared."""
     found = order_by_knowledge(found, catalog.ids, learned or {})
     if not found:
-        return EscalationReason.NO_PLAYBOOK
+        return None
     playbook = found[0]
     playbook_id = catalog.ids[playbook.name]
     action = ACTIONS[playbook.action_type]
@@ -80,4 +81,11 @@ def make_plan(
         refused = SlotError(slot, str(err.get("input", ""))[:200], err["msg"])
         detail = f"{playbook.action_type} refused: {refused}"
         return Plan(playbook, playbook_id, refused, detail, "")
-    return Plan(playbook, playbook_id, params, action.describe(params), action.target(params))
+    return Plan(
+        playbook,
+        playbook_id,
+        params,
+        action.describe(params),
+        action.target(params),
+        action.exclusive,
+    )

@@ -19,47 +19,15 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from receiver import events
 from receiver.db import repo
-from receiver.domain import EscalationReason, HealResult, IncidentStatus, Resolved
-from receiver.metrics import Metrics
+from receiver.domain import EscalationReason, HealResult, IncidentStatus, Resolved, ResolveKind
+from receiver.effects import Effects
 from receiver.notify.base import Event, NotifyScope
 from receiver.worker.plan import Plan
 
 log = logging.getLogger(__name__)
 
 NO_LEASE = {"lease_owner": None, "lease_until": None}
-
-
-@dataclass(slots=True)
-class Effects:
-    """What a committed batch tells the metrics (nothing, if it rolled back)."""
-
-    counts: Counter[tuple[str, tuple[str, ...]]] = field(default_factory=Counter)
-    durations: list[tuple[str, str, float]] = field(default_factory=list)
-    resolved: list[Resolved] = field(default_factory=list)
-    story: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # events.tell
-
-    @property
-    def escalated(self) -> int:
-        return sum(n for (metric, _), n in self.counts.items() if metric == "escalations")
-
-    def count(self, metric: str, *labels: str, n: int = 1) -> None:
-        self.counts[metric, labels] += n
-
-    def tell(self, event: str, incident_id: int, **fields: Any) -> None:
-        """A transition to log once the batch commits."""
-        self.story.append((event, incident_id, fields))
-
-    def apply(self, metrics: Metrics, names: Mapping[int, str]) -> None:
-        for event, incident_id, fields in self.story:
-            events.tell(event, incident_id, **fields)
-        events.resolved(self.resolved, "quiet")
-        for (metric, labels), n in self.counts.items():
-            getattr(metrics, metric).labels(*labels).inc(n)
-        for action, result, seconds in self.durations:
-            metrics.action_duration.labels(action, result).observe(seconds)
-        metrics.resolved(self.resolved, "quiet", names)
 
 
 @dataclass(slots=True)
@@ -85,6 +53,7 @@ class Writes:
     _unlock: list[tuple[str, int]] = field(default_factory=list)
     _counts: Counter[tuple[int, bool]] = field(default_factory=Counter)
     _not_healed: list[int] = field(default_factory=list)
+    _healed: list[int] = field(default_factory=list)
     _events: dict[str, list[int]] = field(default_factory=dict)
 
     def log(
@@ -100,9 +69,7 @@ class Writes:
         """Queue a heal log for this plan (anything but pending is final at once); its
         position among this batch's logs, which ``flush`` turns into its id."""
         if result is not HealResult.PENDING:
-            self.effects.count(
-                "heal_attempts", plan.playbook.name, plan.playbook.action_type, result.value
-            )
+            self.effects.attempts[plan.playbook.name, plan.playbook.action_type, result.value] += 1
         self._logs.append(
             {
                 "incident_id": row["id"],
@@ -151,24 +118,8 @@ class Writes:
             self._not_healed.append(incident_id)
 
     def notice(self, event: str, incident_id: int) -> None:
+        """Tell people (an outbox row per channel, written at the flush)."""
         self._events.setdefault(event, []).append(incident_id)
-
-    def defer(
-        self, row: Mapping[str, Any], plan: Plan, guard: str, output: str, until: datetime
-    ) -> None:
-        """A guard held the action back: record it, and look again when it may pass."""
-        self.log(row, plan, HealResult.SKIPPED, guard, output)
-        self.effects.count("guard_refusals", guard)
-        self.update(
-            row["id"],
-            {
-                "status": IncidentStatus.OPEN.value,
-                "playbook_id": plan.playbook_id,
-                "next_attempt_at": until,
-                "updated_at": self.now,
-            },
-        )
-        self.release(row["id"])
 
     def escalate(
         self, row: Mapping[str, Any], reason: EscalationReason, playbook_id: int | None = None
@@ -184,6 +135,12 @@ class Writes:
         self._resolve.append(row)
         self.release(row["id"])
 
+    def resolved(self, how: ResolveKind, closed: list[Resolved]) -> None:
+        """Incidents a resolve elsewhere in this transaction closed (an alert's resolve, a
+        success ping): those a repair healed are knowledge and news, like a quiet window."""
+        self.effects.closed(how, closed)
+        self._healed.extend(r.id for r in closed if r.healed)
+
     def flush_outcomes(self, conn: Connection) -> None:
         """Write the outcomes queued so far (playbook counts, knowledge of failures) now:
         the next plan in this batch may order playbooks by them."""
@@ -196,9 +153,9 @@ class Writes:
         """Write everything queued; the ids of the heal logs queued, in order."""
         now = self.now
         if self._resolve:
-            closed = repo.incidents.resolve(conn, self._resolve, now)
-            self.effects.resolved.extend(closed)
-            repo.outcomes.healed(conn, self.notify, [r.id for r in closed if r.healed], now)
+            self.resolved(ResolveKind.QUIET, repo.incidents.resolve(conn, self._resolve, now))
+        repo.outcomes.healed(conn, self.notify, self._healed, now)
+        self._healed.clear()
         self.flush_outcomes(conn)
         repo.heal_logs.finish(conn, self._finished)
         log_ids = repo.heal_logs.add(conn, self._logs)
@@ -212,7 +169,7 @@ class Writes:
         for reason, rows in self._escalate.items():
             escalated = repo.incidents.escalate(conn, rows, reason, now)
             if escalated:
-                self.effects.count("escalations", reason.value, n=len(escalated))
+                self.effects.escalations[reason] += len(escalated)
                 self._events.setdefault(Event.ESCALATED, []).extend(escalated)
                 for incident_id in escalated:
                     self.effects.tell("escalated", incident_id, reason=reason.value)

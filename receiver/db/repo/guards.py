@@ -63,15 +63,7 @@ def lock_targets(
     held = [t for t, i in wanted if i not in got]
     if not held:
         return got
-    found = conn.execute(
-        _for_update(
-            conn,
-            select(
-                target_locks.c.target, target_locks.c.incident_id, target_locks.c.expires_at
-            ).where(target_locks.c.target.in_(held)),
-        )
-    ).all()
-    for target, holder, expires_at in found:
+    for target, (holder, expires_at) in read_locks(conn, held).items():
         mine = by_target[target]
         if expires_at > now and holder != mine:
             continue
@@ -116,19 +108,7 @@ def take_cooldowns(
     refused: dict[int, datetime] = {}
     if not held:
         return refused
-    key = tuple_(cooldowns.c.playbook_id, cooldowns.c.target)
-    found = conn.execute(
-        _for_update(
-            conn,
-            select(
-                cooldowns.c.playbook_id,
-                cooldowns.c.target,
-                cooldowns.c.incident_id,
-                cooldowns.c.last_action_at,
-            ).where(key.in_(list(held))),
-        )
-    ).all()
-    for playbook_id, target, holder, last in found:
+    for (playbook_id, target), (holder, last) in read_cooldowns(conn, list(held)).items():
         mine, cooldown = held.pop((playbook_id, target))
         if last > now - cooldown and holder != mine:
             refused[mine] = last + cooldown
@@ -184,3 +164,53 @@ def refund_budget(conn: Connection, now: datetime, window_seconds: float, units:
         .where(action_budget.c.window_start == budget_window(now, window_seconds))
         .values(used=case((used > units, used - units), else_=0))
     )
+
+
+# What the worker's rules read before they decide: the guard rows a batch's plans name,
+# locked on PostgreSQL (the takes that follow then find them as read; a row another replica
+# inserts meanwhile makes a take fail, and the worker decides that incident again).
+
+
+def read_locks(conn: Connection, targets: Sequence[str]) -> dict[str, tuple[int, datetime]]:
+    """target -> (incident id holding it, until when)."""
+    if not targets:
+        return {}
+    found = conn.execute(
+        _for_update(
+            conn,
+            select(
+                target_locks.c.target, target_locks.c.incident_id, target_locks.c.expires_at
+            ).where(target_locks.c.target.in_(sorted(set(targets)))),
+        )
+    )
+    return {t: (i, until) for t, i, until in found}
+
+
+def read_cooldowns(
+    conn: Connection, pairs: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], tuple[int, datetime]]:
+    """(playbook id, target) -> (incident id that started it, when its action started)."""
+    if not pairs:
+        return {}
+    key = tuple_(cooldowns.c.playbook_id, cooldowns.c.target)
+    found = conn.execute(
+        _for_update(
+            conn,
+            select(
+                cooldowns.c.playbook_id,
+                cooldowns.c.target,
+                cooldowns.c.incident_id,
+                cooldowns.c.last_action_at,
+            ).where(key.in_(sorted(set(pairs)))),
+        )
+    )
+    return {(p, t): (i, last) for p, t, i, last in found}
+
+
+def budget_used(conn: Connection, now: datetime, window_seconds: float) -> int:
+    """Actions taken in the budget window ``now`` falls in."""
+    start = budget_window(now, window_seconds)
+    used = conn.scalar(
+        _for_update(conn, select(action_budget.c.used).where(action_budget.c.window_start == start))
+    )
+    return int(used or 0)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo.multirow import execute_many, prepare, run_upsert
 from receiver.db.schema import heal_logs
-from receiver.domain import HealResult
+from receiver.domain import HealResult, LogReason
 
 # What a finished attempt writes (the action may say better what ran: action_detail).
 _FINISHED = ("result", "result_output", "duration_ms", "finished_at", "reason")
@@ -42,7 +42,7 @@ _FAIL_INTERRUPTED = (
     )
     .values(
         result=HealResult.FAILED.value,
-        reason="interrupted",
+        reason=LogReason.INTERRUPTED.value,
         result_output="attempt interrupted: the worker stopped before it finished",
         finished_at=bindparam("now"),
     )

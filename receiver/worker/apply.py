@@ -1,0 +1,231 @@
+"""Apply: the one place a decision becomes writes (queued on ``Writes``, flushed as a few
+multi-row statements) and the metrics and log lines that follow its commit.
+
+``read_facts`` reads what the store rules need for a batch; ``take`` writes the guard rows of
+the actions that start (budget units, target locks, cooldowns) and says which of them
+another replica took first since the read, so those are decided again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from receiver.db import repo
+from receiver.domain import Guard, HealResult, IncidentStatus, LogReason
+from receiver.notify.base import Event
+from receiver.worker.decisions import (
+    AfterAction,
+    AskApproval,
+    Decision,
+    Defer,
+    Escalate,
+    Facts,
+    Held,
+    NotHeld,
+    Policy,
+    Resolve,
+    Retry,
+    Start,
+    Verdict,
+    Verify,
+    Wait,
+)
+from receiver.worker.plan import Plan
+from receiver.worker.writes import Writes
+
+Row = Mapping[str, Any]
+
+
+def read_facts(conn: Connection, policy: Policy, now: datetime, plans: Sequence[Plan]) -> Facts:
+    """The guard rows these plans name, and the budget spent in this window."""
+    targets = [p.target for p in plans if p.exclusive]
+    pairs = [(p.playbook_id, p.target) for p in plans if p.playbook.cooldown_minutes]
+    locks = repo.guards.read_locks(conn, targets)
+    cooling = repo.guards.read_cooldowns(conn, pairs)
+    used = (
+        repo.guards.budget_used(conn, now, policy.budget_window_seconds)
+        if policy.budget and plans
+        else 0
+    )
+    return Facts(
+        now,
+        used,
+        {t: Held(*held) for t, held in locks.items()},
+        {pair: Held(*held) for pair, held in cooling.items()},
+    )
+
+
+def verdict(w: Writes, row: Row, v: Verdict) -> None:
+    if isinstance(v, NotHeld):
+        w.effects.tell("verified", row["id"], held=False)
+        w.effects.not_held += 1
+        if row["playbook_id"] is not None:
+            w.outcome(row["id"], row["playbook_id"], ok=False)
+    elif isinstance(v, Resolve):
+        w.resolve(row)  # a scheduler task that stayed quiet through the window is healed
+    else:
+        w.update(row["id"], {"next_attempt_at": v.until})
+        w.release(row["id"])
+
+
+def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
+    """Queue the writes of one decision; for a ``Start``, the position of its pending heal
+    log among the batch's (``flush`` turns it into its id)."""
+    incident_id = row["id"]
+    if isinstance(d, Start):
+        return _start(w, row, d, lease)
+    if isinstance(d, Escalate):
+        _escalate(w, row, d)
+    elif isinstance(d, Defer):
+        w.log(row, d.plan, HealResult.SKIPPED, d.guard.value, d.output)  # the guard names it
+        w.effects.refusals[d.guard] += 1
+        w.update(
+            incident_id,
+            {
+                "status": IncidentStatus.OPEN.value,
+                "playbook_id": d.plan.playbook_id,
+                "next_attempt_at": d.until,
+                "updated_at": w.now,
+            },
+        )
+        w.release(incident_id)
+    elif isinstance(d, AskApproval):
+        _ask(w, row, d)
+    elif isinstance(d, Wait):
+        w.update(incident_id, {"next_attempt_at": d.until})
+        w.release(incident_id)
+    else:
+        w.resolve(row)
+    return None
+
+
+def _start(w: Writes, row: Row, d: Start, lease: timedelta) -> int:
+    plan = d.plan
+    queued = w.log(row, plan, HealResult.PENDING, attempt=d.attempt)
+    w.update(
+        row["id"],
+        {
+            "status": IncidentStatus.HEALING.value,
+            "retry_count": d.attempt,
+            "playbook_id": plan.playbook_id,
+            "target": plan.target,
+            "last_action_at": w.now,
+            "updated_at": w.now,
+            "lease_owner": w.owner,
+            "lease_until": w.now + lease,
+        },
+    )
+    if w.notify.healing:
+        w.notice(Event.HEALING, row["id"])
+    w.effects.tell(
+        "action_started",
+        row["id"],
+        playbook=plan.playbook.name,
+        action=plan.action_detail,
+        target=plan.target,
+        attempt=d.attempt,
+    )
+    return queued
+
+
+def _escalate(w: Writes, row: Row, d: Escalate) -> None:
+    if d.note is not None and d.plan is not None:
+        n = d.note
+        w.log(row, d.plan, n.result, n.reason.value, n.output, attempt=n.attempt)
+    if d.guard is not None:
+        w.effects.refusals[d.guard] += 1
+    if d.detail is not None:
+        w.update(row["id"], {"escalation_detail": d.detail})
+    w.escalate(row, d.reason, d.plan.playbook_id if d.plan is not None else None)
+
+
+def _ask(w: Writes, row: Row, d: AskApproval) -> None:
+    """The incident waits for a person's decision on this attempt; people are told."""
+    plan = d.plan
+    output = f"waiting for approval until {d.deadline.isoformat()}: {plan.action_detail}"
+    reason = LogReason.AWAITING_APPROVAL.value
+    w.log(row, plan, HealResult.SKIPPED, reason, output, attempt=d.attempt)
+    w.effects.refusals[Guard.APPROVAL] += 1
+    w.update(
+        row["id"],
+        {
+            "status": IncidentStatus.AWAITING_APPROVAL.value,
+            "approval_state": "pending",
+            "approval_attempt": d.attempt,
+            "approval_deadline": d.deadline,
+            "approval_by": None,
+            "playbook_id": plan.playbook_id,
+            "target": plan.target,
+            "next_attempt_at": d.deadline,
+            "updated_at": w.now,
+        },
+    )
+    w.release(row["id"])
+    w.notice(Event.APPROVAL, row["id"])
+
+
+def take(
+    conn: Connection,
+    w: Writes,
+    policy: Policy,
+    hold: timedelta,
+    starts: Sequence[tuple[Row, Start]],
+) -> list[int]:
+    """Take the guard rows the starting actions need: a budget unit each, the target's lock
+    (held for ``hold``, so a replica that dies holding it frees the target by itself), the
+    (playbook, target) cooldown. The positions in ``starts`` that lost one to another
+    replica since the facts were read; what they took is given back."""
+    n = len(starts)
+    lost: set[int] = set()
+    granted = n
+    if policy.budget and n:
+        window = policy.budget_window_seconds
+        granted = repo.guards.take_budget(conn, w.now, policy.budget, window, n)
+        lost.update(range(granted, n))
+    at = {row["id"]: i for i, (row, _) in enumerate(starts)}
+    exclusive = [
+        (s.plan.target, row["id"])
+        for i, (row, s) in enumerate(starts)
+        if i not in lost and s.plan.exclusive
+    ]
+    locked = repo.guards.lock_targets(conn, exclusive, w.owner, w.now, hold)
+    lost.update(at[i] for _, i in exclusive if i not in locked)
+    cooling = [
+        (s.plan.playbook_id, s.plan.target, row["id"], timedelta(minutes=cooldown))
+        for i, (row, s) in enumerate(starts)
+        if i not in lost and (cooldown := s.plan.playbook.cooldown_minutes)
+    ]
+    refused = repo.guards.take_cooldowns(conn, cooling, w.now)
+    lost.update(at[i] for i in refused)
+    if refused:
+        repo.guards.unlock_targets(
+            conn, [(t, i) for t, i in exclusive if i in refused and i in locked]
+        )
+    if policy.budget:
+        spare = sum(1 for i in lost if i < granted)
+        repo.guards.refund_budget(conn, w.now, policy.budget_window_seconds, spare)
+    return sorted(lost)
+
+
+def after_action(w: Writes, row: Row, d: AfterAction) -> None:
+    """A finished action's next state: only where this replica still holds the incident
+    (a resolve may have closed it meanwhile)."""
+    if isinstance(d, Escalate):
+        if d.guard is not None:
+            w.effects.refusals[d.guard] += 1
+        w.escalate(row, d.reason)
+        return
+    if isinstance(d, Verify):
+        values = {
+            "status": IncidentStatus.VERIFYING.value,
+            "verify_deadline": d.deadline,
+            "next_attempt_at": d.deadline,
+        }
+    else:
+        assert isinstance(d, Retry)
+        values = {"status": IncidentStatus.OPEN.value, "next_attempt_at": d.at}
+    w.update_if_held(row["id"], {**values, "updated_at": w.now})

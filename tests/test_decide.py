@@ -1,0 +1,593 @@
+"""The worker's rules as plain values: no database, no HTTP, no clock.
+
+Each table is one rule (or the order of several): an incident, its plan, the store's facts,
+and the decision expected. README's "Incident lifecycle", "Approval" and the guards of
+"Playbooks" each have their rows here; a new rule is a function in decide.py and a table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from receiver.actions.base import ActionParams
+from receiver.domain import (
+    ErrorType,
+    EscalationReason,
+    Guard,
+    HealResult,
+    IncidentStatus,
+    LogReason,
+    ResolveKind,
+    Severity,
+    Source,
+)
+from receiver.errors import SlotError
+from receiver.playbooks import Playbook
+from receiver.textmatch import TextPatterns
+from receiver.worker.decide import BUSY_RETRY, after_action, decide, verdict
+from receiver.worker.decisions import (
+    AskApproval,
+    Case,
+    Decision,
+    Defer,
+    Escalate,
+    Facts,
+    Held,
+    Incident,
+    Note,
+    NotHeld,
+    Policy,
+    Resolve,
+    Retry,
+    Start,
+    Verify,
+    Wait,
+)
+from receiver.worker.plan import Plan
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+S, M = timedelta(seconds=1), timedelta(minutes=1)
+POLICY = Policy()
+AT_NOW = Facts(NOW)
+
+
+def playbook(**overrides: Any) -> Playbook:
+    values: dict[str, Any] = {
+        "name": "restart",
+        "file": "t.yaml",
+        "description": "",
+        "error_type": ErrorType.DNS_FAIL,
+        "pattern_list": (),
+        "regex_list": (),
+        "patterns": TextPatterns.build(),
+        "matchers": (),
+        "severity_min": Severity.P3,
+        "action_type": "docker_restart",
+        "action_params": {},
+        "cooldown_minutes": 0,
+        "max_retries": 3,
+        "verify_seconds": 60,
+        "dry_run": False,
+        "active": True,
+        "priority": 0,
+    }
+    return Playbook(**{**values, **overrides})
+
+
+def plan(
+    target: str = "web", *, exclusive: bool = True, pid: int = 1, refused: bool = False, **pb: Any
+) -> Plan:
+    params: ActionParams | SlotError = (
+        SlotError("container", "a;b", "not a container name") if refused else ActionParams()
+    )
+    return Plan(playbook(**pb), pid, params, f"restart {target}", target, exclusive)
+
+
+def incident(**overrides: Any) -> Incident:
+    values: dict[str, Any] = {
+        "id": 1,
+        "source": Source.ALERTMANAGER.value,
+        "status": IncidentStatus.OPEN,
+        "retry_count": 0,
+        "created_at": NOW - 10 * M,
+    }
+    return Incident(**{**values, **overrides})
+
+
+def one(case: Case, policy: Policy = POLICY, facts: Facts = AT_NOW) -> Decision:
+    [d] = decide([case], policy, facts)
+    return d
+
+
+# --- verify: did the repair hold? -------------------------------------------------------
+
+AM, SCHED = Source.ALERTMANAGER.value, Source.SCHEDULER.value
+VERIFYING = {"status": IncidentStatus.VERIFYING, "last_action_at": NOW - 5 * M}
+
+
+@pytest.mark.parametrize(
+    ("source", "deadline", "last_seen", "expected"),
+    [
+        # an alert still firing at the end of the window: the repair did not hold
+        (AM, NOW, NOW - 9 * M, NotHeld()),
+        (AM, NOW - S, NOW - 9 * M, NotHeld()),
+        # within the window: its resolve may still come (through ingest)
+        (AM, NOW + 30 * S, NOW - 9 * M, Wait(NOW + 30 * S)),
+        # a scheduler task that failed again after the repair: not held, at once
+        (SCHED, NOW + 30 * S, NOW - M, NotHeld()),
+        # quiet through the window: healed
+        (SCHED, NOW, NOW - 9 * M, Resolve(ResolveKind.QUIET)),
+        # quiet so far, the window still open
+        (SCHED, NOW + 30 * S, NOW - 9 * M, Wait(NOW + 30 * S)),
+    ],
+)
+def test_verdict(source: str, deadline: datetime, last_seen: datetime, expected: Any) -> None:
+    i = incident(source=source, verify_deadline=deadline, last_seen_at=last_seen, **VERIFYING)
+    assert verdict(i, Facts(NOW)) == expected
+
+
+# --- the rules that need no store, and their order --------------------------------------
+
+P = plan()
+REFUSED = plan(refused=True)
+DRY = plan(dry_run=True)
+ASKS = plan(approval_required=True, approval_timeout_minutes=30)
+ASKS_DRY = plan(approval_required=True, dry_run=True)
+NO_MATCH = "nearest playbook 'restart' wants severity P1"
+SLOT_NOTE = Note(HealResult.REFUSED, LogReason.SLOT_REFUSED, str(REFUSED.params))
+PENDING_APPROVAL = {"approval_state": "pending", "approval_attempt": 1}
+AWAITING = {"status": IncidentStatus.AWAITING_APPROVAL, **PENDING_APPROVAL}
+
+
+def dry_note(p: Plan, attempt: int) -> Note:
+    return Note(
+        HealResult.DRY_RUN, LogReason.DRY_RUN, f"dry run: would run {p.action_detail}", attempt
+    )
+
+
+def timeout_note(deadline: datetime, attempt: int) -> Note:
+    output = f"no decision by {deadline.isoformat()}; nothing was run"
+    return Note(HealResult.SKIPPED, LogReason.APPROVAL_TIMEOUT, output, attempt)
+
+
+ALONE = [
+    # (id, incident fields, plan, exhausted reason, policy, expected)
+    ("acts", {}, P, None, POLICY, Start(P, 1)),
+    ("second attempt", {"retry_count": 1}, P, None, POLICY, Start(P, 2)),
+    (
+        "no playbook",
+        {},
+        None,
+        None,
+        POLICY,
+        Escalate(EscalationReason.NO_PLAYBOOK, detail=NO_MATCH),
+    ),
+    (
+        "unfit label",
+        {},
+        REFUSED,
+        None,
+        POLICY,
+        Escalate(EscalationReason.REFUSED, REFUSED, SLOT_NOTE, Guard.SLOT),
+    ),
+    (
+        "retries used by failures",
+        {"retry_count": 3},
+        P,
+        None,
+        POLICY,
+        Escalate(EscalationReason.MAX_RETRIES, P, guard=Guard.MAX_RETRIES),
+    ),
+    (
+        "retries used by repairs that did not hold",
+        {"retry_count": 3},
+        P,
+        EscalationReason.NOT_HEALED,
+        POLICY,
+        Escalate(EscalationReason.NOT_HEALED, P, guard=Guard.MAX_RETRIES),
+    ),
+    (
+        "dry run everywhere",
+        {},
+        P,
+        None,
+        Policy(dry_run=True),
+        Escalate(EscalationReason.DRY_RUN, P, dry_note(P, 1)),
+    ),
+    (
+        "dry run playbook",
+        {"retry_count": 1},
+        DRY,
+        None,
+        POLICY,
+        Escalate(EscalationReason.DRY_RUN, DRY, dry_note(DRY, 2)),
+    ),
+    ("approval asked", {}, ASKS, None, POLICY, AskApproval(ASKS, 1, NOW + 30 * M)),
+    (
+        "approved this attempt",
+        {"approval_state": "approved", "approval_attempt": 1},
+        ASKS,
+        None,
+        POLICY,
+        Start(ASKS, 1),
+    ),
+    (
+        "an approval is for one attempt",
+        {"retry_count": 1, "approval_state": "approved", "approval_attempt": 1},
+        ASKS,
+        None,
+        POLICY,
+        AskApproval(ASKS, 2, NOW + 30 * M),
+    ),
+    (
+        "awaiting a decision",
+        {**AWAITING, "approval_deadline": NOW + M},
+        ASKS,
+        None,
+        POLICY,
+        Wait(NOW + M),
+    ),
+    (
+        "nobody decided in time",
+        {**AWAITING, "approval_deadline": NOW},
+        ASKS,
+        None,
+        POLICY,
+        Escalate(EscalationReason.APPROVAL_TIMEOUT, ASKS, timeout_note(NOW, 1)),
+    ),
+    (
+        "approved while awaiting",
+        {**AWAITING, "approval_state": "approved", "approval_deadline": NOW + M},
+        ASKS,
+        None,
+        POLICY,
+        Start(ASKS, 1),
+    ),
+    # Their order: each row has two rules that apply, the first one named wins.
+    (
+        "slot check before max retries",
+        {"retry_count": 3},
+        REFUSED,
+        None,
+        POLICY,
+        Escalate(EscalationReason.REFUSED, REFUSED, SLOT_NOTE, Guard.SLOT),
+    ),
+    (
+        "max retries before dry run",
+        {"retry_count": 3},
+        DRY,
+        None,
+        POLICY,
+        Escalate(EscalationReason.MAX_RETRIES, DRY, guard=Guard.MAX_RETRIES),
+    ),
+    (
+        "dry run before approval",
+        {},
+        ASKS_DRY,
+        None,
+        POLICY,
+        Escalate(EscalationReason.DRY_RUN, ASKS_DRY, dry_note(ASKS_DRY, 1)),
+    ),
+    (
+        "approval timeout before the slot check",
+        {**AWAITING, "approval_deadline": NOW - M},
+        dataclasses.replace(REFUSED, playbook=ASKS.playbook),
+        None,
+        POLICY,
+        Escalate(
+            EscalationReason.APPROVAL_TIMEOUT,
+            dataclasses.replace(REFUSED, playbook=ASKS.playbook),
+            timeout_note(NOW - M, 1),
+        ),
+    ),
+    (
+        "no playbook before anything",
+        {**AWAITING, "approval_deadline": NOW - M, "retry_count": 9},
+        None,
+        None,
+        Policy(dry_run=True),
+        Escalate(EscalationReason.NO_PLAYBOOK, detail=NO_MATCH),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "p", "exhausted", "policy", "expected"),
+    [row[1:] for row in ALONE],
+    ids=[row[0] for row in ALONE],
+)
+def test_rules_without_the_store(
+    fields: dict[str, Any],
+    p: Plan | None,
+    exhausted: EscalationReason | None,
+    policy: Policy,
+    expected: Decision,
+) -> None:
+    case = Case(
+        incident(**fields),
+        p,
+        exhausted or EscalationReason.MAX_RETRIES,
+        NO_MATCH if p is None else None,
+    )
+    assert one(case, policy) == expected
+
+
+# --- the store rules: one action per target, cooldown, budget ---------------------------
+
+COOL = plan(cooldown_minutes=10)
+OTHER = 99
+
+
+def busy(p: Plan) -> Defer:
+    return Defer(
+        p, Guard.TARGET_BUSY, f"another incident is acting on {p.target}", NOW + BUSY_RETRY
+    )
+
+
+def cooling(p: Plan, since: datetime, recurred: bool) -> Decision:
+    free_at = since + timedelta(minutes=p.playbook.cooldown_minutes)
+    output = f"{p.target} in cooldown for {p.playbook.name!r} until {free_at.isoformat()}"
+    if recurred:
+        note = Note(HealResult.SKIPPED, LogReason.COOLDOWN, output + ": the fault recurred")
+        return Escalate(EscalationReason.RECURRED, p, note, Guard.COOLDOWN)
+    return Defer(p, Guard.COOLDOWN, output, free_at)
+
+
+STORE = [
+    # (id, incident fields, plan, facts, expected)
+    ("free target", {}, P, Facts(NOW), Start(P, 1)),
+    ("target locked by another", {}, P, Facts(NOW, locks={"web": Held(OTHER, NOW + M)}), busy(P)),
+    (
+        "lock expired (its holder died)",
+        {},
+        P,
+        Facts(NOW, locks={"web": Held(OTHER, NOW)}),
+        Start(P, 1),
+    ),
+    (
+        "its own lock (retry after a crash)",
+        {},
+        P,
+        Facts(NOW, locks={"web": Held(1, NOW + M)}),
+        Start(P, 1),
+    ),
+    (
+        "an action on nothing needs no lock",
+        {},
+        plan(exclusive=False),
+        Facts(NOW, locks={"web": Held(OTHER, NOW + M)}),
+        Start(plan(exclusive=False), 1),
+    ),
+    (
+        "cooldown: the same outage seen twice waits it out",
+        {"created_at": NOW - 10 * M},
+        COOL,
+        Facts(NOW, cooldowns={(1, "web"): Held(OTHER, NOW - 5 * M)}),
+        cooling(COOL, NOW - 5 * M, recurred=False),
+    ),
+    (
+        "cooldown: a fault back after the repair is escalated",
+        {"created_at": NOW - 4 * M},
+        COOL,
+        Facts(NOW, cooldowns={(1, "web"): Held(OTHER, NOW - 5 * M)}),
+        cooling(COOL, NOW - 5 * M, recurred=True),
+    ),
+    (
+        "cooldown over",
+        {},
+        COOL,
+        Facts(NOW, cooldowns={(1, "web"): Held(OTHER, NOW - 10 * M)}),
+        Start(COOL, 1),
+    ),
+    (
+        "its own cooldown (max retries bounds it)",
+        {"retry_count": 1},
+        COOL,
+        Facts(NOW, cooldowns={(1, "web"): Held(1, NOW - M)}),
+        Start(COOL, 2),
+    ),
+    (
+        "cooldown is per playbook",
+        {},
+        COOL,
+        Facts(NOW, cooldowns={(2, "web"): Held(OTHER, NOW - M)}),
+        Start(COOL, 1),
+    ),
+    (
+        "the target lock before the cooldown",
+        {},
+        COOL,
+        Facts(
+            NOW,
+            locks={"web": Held(OTHER, NOW + M)},
+            cooldowns={(1, "web"): Held(OTHER, NOW - M)},
+        ),
+        busy(COOL),
+    ),
+    ("budget left", {}, P, Facts(NOW, budget_used=4), Start(P, 1)),
+    (
+        "budget spent",
+        {},
+        P,
+        Facts(NOW, budget_used=5),
+        Escalate(
+            EscalationReason.BUDGET,
+            P,
+            Note(
+                HealResult.SKIPPED,
+                LogReason.BUDGET,
+                "action budget spent: 5 per 60s; would run restart web",
+            ),
+            Guard.BUDGET,
+        ),
+    ),
+    (
+        "a refusal that needs no store spends no budget",
+        {"retry_count": 3},
+        P,
+        Facts(NOW, budget_used=5),
+        Escalate(EscalationReason.MAX_RETRIES, P, guard=Guard.MAX_RETRIES),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "p", "facts", "expected"),
+    [row[1:] for row in STORE],
+    ids=[row[0] for row in STORE],
+)
+def test_rules_that_read_the_store(
+    fields: dict[str, Any], p: Plan, facts: Facts, expected: Decision
+) -> None:
+    assert one(Case(incident(**fields), p), Policy(budget=5), facts) == expected
+
+
+def budget_spent(p: Plan, budget: int) -> Escalate:
+    output = f"action budget spent: {budget} per 60s; would run {p.action_detail}"
+    note = Note(HealResult.SKIPPED, LogReason.BUDGET, output)
+    return Escalate(EscalationReason.BUDGET, p, note, Guard.BUDGET)
+
+
+def test_one_action_per_target_within_a_batch() -> None:
+    a, b = plan("web"), plan("db")
+    cases = [Case(incident(id=n), p) for n, p in enumerate([a, a, b, a], 1)]
+    assert decide(cases, POLICY, Facts(NOW)) == [Start(a, 1), busy(a), Start(b, 1), busy(a)]
+
+
+def test_a_cooldown_started_in_the_batch_holds_the_next_of_its_pair() -> None:
+    # Actions on nothing (no lock), so the cooldown is what holds the second one back.
+    p = plan("", exclusive=False, cooldown_minutes=10)
+    cases = [Case(incident(id=1), p), Case(incident(id=2, created_at=NOW - M), p)]
+    assert decide(cases, POLICY, Facts(NOW)) == [Start(p, 1), cooling(p, NOW, recurred=False)]
+
+
+def test_budget_units_go_in_order_and_pass_on_when_held_back() -> None:
+    a, b, c, d = plan("a"), plan("b"), plan("c"), plan("d")
+    cases = [
+        Case(incident(id=1), a),
+        Case(incident(id=2), b),  # locked by another: its unit goes to the next refused
+        Case(incident(id=3), c),
+        Case(incident(id=4), d),
+    ]
+    facts = Facts(NOW, budget_used=1, locks={"b": Held(OTHER, NOW + M)})
+    assert decide(cases, Policy(budget=3), facts) == [
+        Start(a, 1),
+        busy(b),
+        Start(c, 1),
+        budget_spent(d, 3),
+    ]
+
+
+def test_refused_before_the_store_keeps_the_batch_in_order() -> None:
+    cases = [
+        Case(incident(id=1), None, no_match=NO_MATCH),
+        Case(incident(id=2), plan("x")),
+        Case(incident(id=3, retry_count=3), plan("y")),
+        Case(incident(id=4), plan("x")),
+    ]
+    assert decide(cases, Policy(budget=1), Facts(NOW)) == [
+        Escalate(EscalationReason.NO_PLAYBOOK, detail=NO_MATCH),
+        Start(plan("x"), 1),
+        Escalate(EscalationReason.MAX_RETRIES, plan("y"), guard=Guard.MAX_RETRIES),
+        budget_spent(plan("x"), 1),
+    ]
+
+
+# --- after the action -------------------------------------------------------------------
+
+AFTER = [
+    # (id, plan, attempt, ok, retryable, escalate, verify_after, expected)
+    (
+        "success: verify over the playbook's window",
+        P,
+        1,
+        True,
+        True,
+        None,
+        None,
+        Verify(NOW + 60 * S),
+    ),
+    ("the action knows its window", P, 1, True, True, None, 5.0, Verify(NOW + 5 * S)),
+    (
+        "the default window",
+        plan(verify_seconds=None),
+        1,
+        True,
+        True,
+        None,
+        None,
+        Verify(NOW + 120 * S),
+    ),
+    (
+        "alert only hands over",
+        P,
+        1,
+        True,
+        True,
+        EscalationReason.ALERT_ONLY,
+        None,
+        Escalate(EscalationReason.ALERT_ONLY),
+    ),
+    ("failed: try again after the back-off", P, 1, False, True, None, None, Retry(NOW + 30 * S)),
+    (
+        "failed, not retryable",
+        P,
+        1,
+        False,
+        False,
+        None,
+        None,
+        Escalate(EscalationReason.NOT_RETRYABLE),
+    ),
+    (
+        "failed, the last attempt",
+        P,
+        3,
+        False,
+        True,
+        None,
+        None,
+        Escalate(EscalationReason.MAX_RETRIES, guard=Guard.MAX_RETRIES),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("p", "attempt", "ok", "retryable", "escalate", "verify_after", "expected"),
+    [row[1:] for row in AFTER],
+    ids=[row[0] for row in AFTER],
+)
+def test_after_the_action(
+    p: Plan,
+    attempt: int,
+    ok: bool,
+    retryable: bool,
+    escalate: EscalationReason | None,
+    verify_after: float | None,
+    expected: Any,
+) -> None:
+    got = after_action(p, attempt, ok, retryable, escalate, verify_after, POLICY, Facts(NOW))
+    assert got == expected
+
+
+def test_a_claimed_row_that_was_healing_is_open_again() -> None:
+    row = {
+        "id": 7,
+        "source": SCHED,
+        "status": IncidentStatus.HEALING.value,
+        "retry_count": 1,
+        "created_at": NOW,
+        "last_seen_at": NOW,
+        "last_action_at": NOW,
+        "verify_deadline": None,
+        "playbook_id": 1,
+        "approval_state": None,
+        "approval_attempt": None,
+        "approval_deadline": None,
+    }
+    assert Incident.of(row).status is IncidentStatus.OPEN
+    assert one(Case(Incident.of(row), P)) == Start(P, 2)
