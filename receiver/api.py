@@ -15,19 +15,20 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiver import appkeys, events, openapi
+from receiver import appkeys, openapi
 from receiver.approval import Decision, NotAwaiting, decide
 from receiver.catalog import load_catalog
 from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.migrate import HEAD_REVISION, current_revision
-from receiver.domain import ErrorType, IncidentStatus
+from receiver.domain import ErrorType, IncidentStatus, Resolved, ResolveKind
+from receiver.effects import Effects
 from receiver.errors import AutohealError
 from receiver.jsoncodec import dumps, dumps_bytes
-from receiver.notify import notify_scope
+from receiver.notify import Announcer, announcer
 from receiver.notify.base import NotifyError
 from receiver.openapi import documented
 from receiver.payloads import (
@@ -39,6 +40,7 @@ from receiver.payloads import (
     TelegramUpdate,
 )
 from receiver.signals import from_exception, from_webhook
+from receiver.worker.writes import Writes
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -185,17 +187,23 @@ async def post_exception(request: web.Request) -> web.Response:
 async def post_success(request: web.Request) -> web.Response:
     """A scheduler's success ping: the task's incidents are resolved."""
     report = await _parse(request, SuccessReport)
-    db = request.app[appkeys.DATABASE]
-    async with db.transaction() as conn:
-        now = datetime.now(UTC)
-        closed = await repo.resolve_task(conn, report.task, now)
-        healed = [r.id for r in closed if r.healed]
-        scope = notify_scope(request.app[appkeys.SETTINGS])
-        await conn.run_sync(repo.outcomes.healed, scope, healed, now)
-    names = request.app[appkeys.CATALOG].current.names
-    request.app[appkeys.METRICS].resolved(closed, "task_success", names)
-    events.resolved(closed, "task_success")
+    announce = announcer(request.app[appkeys.SETTINGS])
+    closed, effects = await request.app[appkeys.DATABASE].run_in_transaction(
+        _task_succeeded, announce, report.task, datetime.now(UTC), short=True
+    )
+    effects.apply(request.app[appkeys.METRICS], request.app[appkeys.CATALOG].current.names)
     return _json({"status": "stored", "resolved": [r.id for r in closed]})
+
+
+def _task_succeeded(
+    conn: Connection, announce: Announcer, task: str, now: datetime
+) -> tuple[list[Resolved], Effects]:
+    """The task's incidents resolved, and what that implies, written as the worker writes it."""
+    closed = repo.resolve_task(conn, task, now)
+    w = Writes("", now, announce)
+    w.resolved(ResolveKind.TASK_SUCCESS, closed)
+    w.flush(conn)
+    return closed, w.effects
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -307,7 +315,7 @@ async def _record_decision(
     decision = await decide(
         app[appkeys.DATABASE],
         app[appkeys.METRICS],
-        notify_scope(app[appkeys.SETTINGS]),
+        announcer(app[appkeys.SETTINGS]),
         incident_id,
         approve=approve,
         by=by,

@@ -24,7 +24,7 @@ from receiver.db.migrate import ensure_schema
 from receiver.ingest import Ingestor
 from receiver.jsoncodec import dumps
 from receiver.metrics import build_metrics
-from receiver.notify import build_notifiers, notify_scope
+from receiver.notify import announcer, build_notifiers
 from receiver.notify.alertmanager import Escalator
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
@@ -105,7 +105,7 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.CATALOG],
         max_batch=settings.ingest_max_batch,
         on_commit=worker.wake,
-        notify=notify_scope(settings),
+        notify=announcer(settings),
         on_escalated=on_escalated,
     )
     app[appkeys.INGESTOR] = ingestor

@@ -14,10 +14,13 @@ from sqlalchemy import Connection
 
 from receiver.db import repo
 from receiver.db.engine import Database
-from receiver.domain import EscalationReason, HealResult, IncidentStatus
+from receiver.domain import ApprovalState, IncidentStatus
+from receiver.effects import Effects
 from receiver.errors import AutohealError
 from receiver.metrics import Metrics
-from receiver.notify.base import Event, NotifyScope
+from receiver.notify.notices import Announcer
+from receiver.worker import apply
+from receiver.worker.writes import Writes
 
 
 class NotAwaiting(AutohealError):
@@ -45,7 +48,7 @@ class Decision:
 async def decide(
     db: Database,
     metrics: Metrics,
-    notify: NotifyScope,
+    announce: Announcer,
     incident_id: int,
     *,
     approve: bool,
@@ -54,62 +57,31 @@ async def decide(
 ) -> Decision:
     """Record the decision; raises NotAwaiting. ``attempt``: the request it answers (a
     Telegram button names one; a stale button must not approve a later request)."""
-    decision, escalated = await db.run_in_transaction(
-        _decide, notify, incident_id, approve, by, attempt, datetime.now(UTC), short=True
+    decision, effects = await db.run_in_transaction(
+        _decide, announce, incident_id, approve, by, attempt, datetime.now(UTC), short=True
     )
-    if escalated:
-        metrics.escalations.labels(EscalationReason.DENIED.value).inc()
+    effects.apply(metrics, {})
     return decision
 
 
 def _decide(
     conn: Connection,
-    notify: NotifyScope,
+    announce: Announcer,
     incident_id: int,
     approve: bool,
     by: str,
     attempt: int | None,
     now: datetime,
-) -> tuple[Decision, bool]:
+) -> tuple[Decision, Effects]:
     row = repo.get_incident(conn, incident_id)
     if (
         row is None
         or row["status"] != IncidentStatus.AWAITING_APPROVAL.value
-        or row["approval_state"] != "pending"
+        or row["approval_state"] != ApprovalState.PENDING.value
         or (attempt is not None and attempt != row["approval_attempt"])
     ):
         raise NotAwaiting(incident_id, row["status"] if row else None)
-    result = HealResult.APPROVED if approve else HealResult.DENIED
-    repo.heal_logs.add(
-        conn,
-        [
-            {
-                "incident_id": incident_id,
-                "playbook_id": row["playbook_id"],
-                "action_type": "approval",
-                "action_detail": f"approval of attempt {row['approval_attempt']}",
-                "target": row["target"],
-                "result": result.value,
-                "reason": "approval",
-                "result_output": f"{result.value} by {by}",
-                "attempt": row["approval_attempt"],
-                "created_at": now,
-                "finished_at": now,
-            }
-        ],
-    )
-    decision = Decision(incident_id, approve, by, int(row["approval_attempt"]))
-    if approve:
-        approved = {"approval_state": "approved", "approval_by": by, "next_attempt_at": now}
-        repo.incidents.update_many(
-            conn,
-            [(incident_id, approved)],
-            only_if_status=IncidentStatus.AWAITING_APPROVAL.value,
-        )
-        return decision, False
-    repo.incidents.update_many(
-        conn, [(incident_id, {"approval_state": "denied", "approval_by": by})]
-    )
-    escalated = repo.incidents.escalate(conn, [row], EscalationReason.DENIED, now)
-    repo.outbox.notify(conn, notify, Event.ESCALATED, escalated, now)
-    return decision, bool(escalated)
+    w = Writes("", now, announce)
+    apply.answered(w, row, approve, by)
+    w.flush(conn)
+    return Decision(incident_id, approve, by, int(row["approval_attempt"])), w.effects

@@ -15,17 +15,19 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
-from receiver import events
 from receiver.catalog import CatalogHolder
 from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
-from receiver.domain import EscalationReason, Signal, Source
+from receiver.domain import EscalationReason, ResolveKind, Signal, Source
+from receiver.effects import Effects
 from receiver.errors import StoreUnavailable, Unstorable
 from receiver.metrics import Metrics
-from receiver.notify.base import NotifyScope
+from receiver.notify.notices import Announcer
 from receiver.playbooks import candidates, explain_no_match
+from receiver.worker.writes import Writes
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class Ingestor:
         *,
         max_batch: int = 512,
         on_commit: Callable[[], None] | None = None,
-        notify: NotifyScope | None = None,
+        notify: Announcer | None = None,
         on_escalated: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
@@ -157,11 +159,9 @@ class Ingestor:
             # Once per incident key: a batch of resends repeats the same few.
             if s.firing and s.incident_key not in unmatched and not candidates(playbooks, s):
                 unmatched[s.incident_key] = explain_no_match(playbooks, s, catalog.classifier)
-        plan = repo.plan_ingest(
-            self._db.sync_dialect, signals, datetime.now(UTC), unmatched, self._notify
-        )
-        outcome = await self._db.run_in_transaction(
-            repo.ingest, plan, short=len(signals) <= SHORT_ROWS
+        plan = repo.plan_ingest(self._db.sync_dialect, signals, datetime.now(UTC), unmatched)
+        outcome, effects = await self._db.run_in_transaction(
+            _ingest, plan, self._notify, short=len(signals) <= SHORT_ROWS
         )
         m = self._metrics
         m.ingest_batch.observe(len(signals))
@@ -172,17 +172,9 @@ class Ingestor:
         # One update per label set and batch (a storm of new alerts opens hundreds at once).
         for error_type, count in Counter(error_type for _, error_type, _ in outcome.opened).items():
             m.incidents_opened.labels(error_type).inc(count)
-        escalated = sum(1 for _, _, no_playbook in outcome.opened if no_playbook)
-        if escalated:
-            m.escalations.labels(EscalationReason.NO_PLAYBOOK.value).inc(escalated)
-            if self._on_escalated is not None:
-                self._on_escalated()
-        m.resolved(outcome.resolved, "alert_resolved", catalog.names)
-        for incident_id, error_type, no_playbook in outcome.opened:
-            events.tell("opened", incident_id, error_type=error_type)
-            if no_playbook:
-                events.tell("escalated", incident_id, reason=EscalationReason.NO_PLAYBOOK.value)
-        events.resolved(outcome.resolved, "alert_resolved")
+        effects.apply(m, catalog.names)
+        if effects.escalated and self._on_escalated is not None:
+            self._on_escalated()
         # Resends change nothing the worker acts on; new incidents and scheduler reports
         # (a failure during verification) do.
         if self._on_commit is not None and (
@@ -191,3 +183,21 @@ class Ingestor:
         ):
             self._on_commit()
         return outcome.incident_ids
+
+
+def _ingest(
+    conn: Connection, plan: repo.IngestPlan, announce: Announcer | None
+) -> tuple[repo.IngestOutcome, Effects]:
+    """The batch's rows, then what its outcomes imply, written as the worker writes them:
+    an alert's resolve is knowledge and news like a quiet window's, an incident opened
+    without a playbook is an escalation like any other. In this transaction: a crash after
+    the commit still delivers the notices."""
+    outcome = repo.ingest(conn, plan)
+    w = Writes("", plan.now, announce)
+    for incident_id, error_type, _ in outcome.opened:
+        w.effects.tell("opened", incident_id, error_type=error_type)
+    unmatched = [incident_id for incident_id, _, no_playbook in outcome.opened if no_playbook]
+    w.escalated(EscalationReason.NO_PLAYBOOK, unmatched)
+    w.resolved(ResolveKind.ALERT_RESOLVED, outcome.resolved)
+    w.flush(conn)
+    return outcome, w.effects

@@ -7,9 +7,9 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-from receiver.playbooks import Playbook
-from receiver.signals import normalise_message
+from receiver.textmatch import normalise_message
 
 # A playbook's learned rate counts once it has this many attempts for the fault; before
 # that it is taken as even odds, so an untried playbook is not buried by one lucky rival.
@@ -35,9 +35,17 @@ def learned_rate(record: Record | None, min_attempts: int = MIN_ATTEMPTS) -> flo
     return record.rate
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+P = TypeVar("P", bound=_Named)
+
+
 def order_by_knowledge(
-    found: Sequence[Playbook], ids: Mapping[str, int], records: Mapping[int, Record]
-) -> list[Playbook]:
+    found: Sequence[P], ids: Mapping[str, int], records: Mapping[int, Record]
+) -> list[P]:
     """Matching playbooks by learned success rate (after MIN_ATTEMPTS), then as declared
     (priority, then specificity: the order ``candidates`` gave). A stable sort."""
     return sorted(found, key=lambda p: -learned_rate(records.get(ids[p.name])))

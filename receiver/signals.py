@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from datetime import datetime
 
@@ -15,32 +14,9 @@ from receiver.domain import (
     Source,
 )
 from receiver.payloads import Alert, AlertmanagerWebhook, ExceptionReport, extras
+from receiver.textmatch import message_signature
 
-_SIGNATURE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),
-    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<ip>"),
-    (re.compile(r"\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b", re.I), "<ip6>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<addr>"),
-    (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
-    (re.compile(r"\d+"), "<n>"),
-    (re.compile(r"\s+"), " "),
-)
-
-
-def normalise_message(message: str) -> str:
-    """The message lower-cased with numbers, ids and addresses replaced by placeholders."""
-    text = message.strip().lower()[:2000]
-    for pattern, repl in _SIGNATURE_RULES:
-        text = pattern.sub(repl, text)
-    return text.strip()
-
-
-def message_signature(message: str) -> str:
-    """A stable hash of the normalised message.
-
-    "pid 123 at 0x7f.. from 10.0.0.5:5432" and "pid 9 at 0x1a.. from 10.0.0.7:5432" agree.
-    """
-    return hashlib.sha256(normalise_message(message).encode()).hexdigest()[:16]
+__all__ = ["from_exception", "from_webhook", "message_signature"]
 
 
 def _label_fingerprint(labels: dict[str, str]) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from receiver.config import Settings
-from receiver.notify.base import Event, Notice, Notifier, NotifyError, NotifyScope
+from receiver.notify.base import Notice, Notifier, NotifyError
+from receiver.notify.notices import Announcer
 from receiver.notify.telegram import TelegramNotifier
 from receiver.notify.webhook import WebhookNotifier
 
@@ -35,8 +36,9 @@ NOTIFIERS: dict[str, Callable[[Settings], Notifier]] = {
 }
 
 
-def notify_scope(settings: Settings) -> NotifyScope:
-    return NotifyScope(settings.channels, settings.incident_base_url, settings.notify_healing)
+def announcer(settings: Settings) -> Announcer:
+    """What the writers of outcomes announce them with (an outbox row per channel)."""
+    return Announcer(settings.channels, settings.incident_base_url, settings.notify_healing)
 
 
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:
@@ -46,11 +48,10 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
 
 __all__ = [
     "NOTIFIERS",
-    "Event",
+    "Announcer",
     "Notice",
     "Notifier",
     "NotifyError",
-    "NotifyScope",
+    "announcer",
     "build_notifiers",
-    "notify_scope",
 ]

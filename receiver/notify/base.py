@@ -13,14 +13,6 @@ from typing import Any, ClassVar, Protocol
 
 from receiver.domain import EscalationReason
 
-
-class Event:
-    ESCALATED = "escalated"
-    RESOLVED = "resolved"  # after a heal
-    HEALING = "healing"  # an action started (optional)
-    APPROVAL = "approval"  # a risky repair waits for a person
-
-
 # What each escalation reason means to the person reading the message.
 # Each escalation reason in words (keyed by the enum: the names live once, in domain.py; a
 # plain string looks up the same entry).
@@ -82,15 +74,6 @@ class Notice:
     def from_json(cls, data: dict[str, Any]) -> Notice:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyScope:
-    """Which channels get a row per notice, and where messages link incidents."""
-
-    channels: tuple[str, ...]
-    incident_base_url: str
-    healing: bool = False  # also notify when an action starts
 
 
 class NotifyError(Exception):

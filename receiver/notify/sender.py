@@ -25,8 +25,9 @@ from typing import Any
 
 from receiver.db.engine import Database
 from receiver.db.repo import outbox
+from receiver.domain import NoticeEvent
 from receiver.metrics import Metrics
-from receiver.notify.base import Event, Notice, Notifier, NotifyError
+from receiver.notify.base import Notice, Notifier, NotifyError
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,8 @@ class OutboxSender:
                 settled += len(group)
                 continue
             # Approval requests carry their own buttons: never folded into a summary.
-            asks = [r for r in group if r.payload.get("event") == Event.APPROVAL]
-            rest = [r for r in group if r.payload.get("event") != Event.APPROVAL]
+            asks = [r for r in group if r.payload.get("event") == NoticeEvent.APPROVAL]
+            rest = [r for r in group if r.payload.get("event") != NoticeEvent.APPROVAL]
             batches = [[r] for r in asks]
             batches += [rest] if len(rest) >= self.summary_after else [[r] for r in rest]
             for batch in batches:

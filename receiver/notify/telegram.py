@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from receiver.notify.base import Event, Notice, NotifyError
+from receiver.domain import NoticeEvent
+from receiver.notify.base import Notice, NotifyError
 from receiver.notify.text import facts, headline, summary_line
 
 LIMIT = 4096  # Telegram's message length
@@ -74,7 +75,7 @@ class TelegramNotifier:
             "disable_web_page_preview": True,
         }
         first = notices[0]
-        if len(notices) == 1 and first.event == Event.APPROVAL and first.approval_attempt:
+        if len(notices) == 1 and first.event == NoticeEvent.APPROVAL and first.approval_attempt:
             ref = f"{first.incident_id}:{first.approval_attempt}"
             body["reply_markup"] = {
                 "inline_keyboard": [

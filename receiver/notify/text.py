@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from receiver.notify.base import Event, Notice, reason_words
+from receiver.domain import NoticeEvent
+from receiver.notify.base import Notice, reason_words
 
-HEADLINES = {
-    Event.ESCALATED: "Escalated",
-    Event.RESOLVED: "Healed",
-    Event.HEALING: "Healing",
-    Event.APPROVAL: "Approval needed",
+HEADLINES: dict[str, str] = {  # by NoticeEvent (a StrEnum: the stored string finds it)
+    NoticeEvent.ESCALATED: "Escalated",
+    NoticeEvent.RESOLVED: "Healed",
+    NoticeEvent.HEALING: "Healing",
+    NoticeEvent.APPROVAL: "Approval needed",
 }
 
 
@@ -21,7 +22,7 @@ def headline(n: Notice) -> str:
 
 def facts(n: Notice) -> list[str]:
     """Lines saying what happened, what was done and the result."""
-    if n.event == Event.APPROVAL:
+    if n.event == NoticeEvent.APPROVAL:
         lines = [f"Wants to run: {n.action}" if n.action else "Wants to run a repair"]
         if n.playbook:
             lines.append(f"Playbook: {n.playbook}" + (f" on {n.target}" if n.target else ""))
@@ -29,7 +30,7 @@ def facts(n: Notice) -> list[str]:
             lines.append(f"Decide by {n.approval_deadline} (else it escalates)")
         return lines
     lines = []
-    if n.event == Event.ESCALATED and n.reason:
+    if n.event == NoticeEvent.ESCALATED and n.reason:
         lines.append(f"Why: {reason_words(n.reason)}")
     # alert_only's action is its message, which the note already carries: said once.
     if n.action and n.reason != "alert_only":

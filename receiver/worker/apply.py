@@ -15,8 +15,15 @@ from typing import Any
 from sqlalchemy import Connection
 
 from receiver.db import repo
-from receiver.domain import Guard, HealResult, IncidentStatus, LogReason
-from receiver.notify.base import Event
+from receiver.domain import (
+    ApprovalState,
+    EscalationReason,
+    Guard,
+    HealResult,
+    IncidentStatus,
+    LogReason,
+    NoticeEvent,
+)
 from receiver.worker.decisions import (
     AfterAction,
     AskApproval,
@@ -119,8 +126,8 @@ def _start(w: Writes, row: Row, d: Start, lease: timedelta) -> int:
             "lease_until": w.now + lease,
         },
     )
-    if w.notify.healing:
-        w.notice(Event.HEALING, row["id"])
+    if w.notify is not None and w.notify.healing:
+        w.notice(NoticeEvent.HEALING, row["id"])
     w.effects.tell(
         "action_started",
         row["id"],
@@ -154,7 +161,7 @@ def _ask(w: Writes, row: Row, d: AskApproval) -> None:
         row["id"],
         {
             "status": IncidentStatus.AWAITING_APPROVAL.value,
-            "approval_state": "pending",
+            "approval_state": ApprovalState.PENDING.value,
             "approval_attempt": d.attempt,
             "approval_deadline": d.deadline,
             "approval_by": None,
@@ -165,7 +172,7 @@ def _ask(w: Writes, row: Row, d: AskApproval) -> None:
         },
     )
     w.release(row["id"])
-    w.notice(Event.APPROVAL, row["id"])
+    w.notice(NoticeEvent.APPROVAL, row["id"])
 
 
 def take(
@@ -229,3 +236,38 @@ def after_action(w: Writes, row: Row, d: AfterAction) -> None:
         assert isinstance(d, Retry)
         values = {"status": IncidentStatus.OPEN.value, "next_attempt_at": d.at}
     w.update_if_held(row["id"], {**values, "updated_at": w.now})
+
+
+def answered(w: Writes, row: Row, approve: bool, by: str) -> None:
+    """A person's decision on the attempt an incident awaits approval for (API or
+    Telegram): a heal log naming who; approved, the worker runs it as soon as it looks;
+    denied, escalated ``denied``."""
+    result = HealResult.APPROVED if approve else HealResult.DENIED
+    w.add_log(
+        {
+            "incident_id": row["id"],
+            "playbook_id": row["playbook_id"],
+            "action_type": "approval",
+            "action_detail": f"approval of attempt {row['approval_attempt']}",
+            "target": row["target"],
+            "result": result.value,
+            "reason": "approval",
+            "result_output": f"{result.value} by {by}",
+            "attempt": row["approval_attempt"],
+            "created_at": w.now,
+            "finished_at": w.now,
+        }
+    )
+    if approve:
+        w.update(
+            row["id"],
+            {
+                "approval_state": ApprovalState.APPROVED.value,
+                "approval_by": by,
+                "next_attempt_at": w.now,
+            },
+            only_if=IncidentStatus.AWAITING_APPROVAL,
+        )
+        return
+    w.update(row["id"], {"approval_state": ApprovalState.DENIED.value, "approval_by": by})
+    w.escalate(row, EscalationReason.DENIED)

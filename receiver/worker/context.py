@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.config import Settings
-from receiver.notify.base import NotifyScope
+from receiver.notify.notices import Announcer
 from receiver.resources import Resources
 
 
@@ -22,4 +22,4 @@ class StepContext:
     owner: str  # names this replica in leases and heal logs
     resources: Resources | None
     scope: Mapping[str, Any]  # what actions validate templated values against (param_scope)
-    notify: NotifyScope  # where escalations and heals are announced (outbox rows)
+    notify: Announcer  # where escalations and heals are announced (outbox rows)

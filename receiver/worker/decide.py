@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from receiver.domain import (
+    ApprovalState,
     EscalationReason,
     Guard,
     HealResult,
@@ -115,13 +116,15 @@ def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
 
 def approved(incident: Incident, attempt: int) -> bool:
     """A person approved this very attempt (an approval is for one attempt only)."""
-    return incident.approval_state == "approved" and incident.approval_attempt == attempt
+    return (
+        incident.approval_state == ApprovalState.APPROVED and incident.approval_attempt == attempt
+    )
 
 
 def _awaiting(incident: Incident, plan: Plan, facts: Facts) -> Decision | None:
     """An incident awaiting approval came due: None when approved (the rules go on), an
     escalation at the deadline, else wait for it."""
-    if incident.approval_state == "approved":
+    if incident.approval_state == ApprovalState.APPROVED:
         return None
     deadline = incident.approval_deadline or facts.now
     if facts.now < deadline:

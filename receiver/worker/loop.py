@@ -35,7 +35,7 @@ from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
 from receiver.effects import Effects
 from receiver.metrics import Metrics
-from receiver.notify import notify_scope
+from receiver.notify import announcer
 from receiver.resources import Resources
 from receiver.worker.act import Done, record, run_action
 from receiver.worker.begin import Started, begin
@@ -68,7 +68,7 @@ class HealWorker:
         self.metrics = metrics
         self.on_escalated = on_escalated  # e.g. post to Alertmanager soon
         self.ctx = StepContext(
-            settings, self.owner, resources, settings.param_scope(), notify_scope(settings)
+            settings, self.owner, resources, settings.param_scope(), announcer(settings)
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet

@@ -20,9 +20,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from receiver.db import repo
-from receiver.domain import EscalationReason, HealResult, IncidentStatus, Resolved, ResolveKind
+from receiver.domain import (
+    EscalationReason,
+    HealResult,
+    IncidentStatus,
+    NoticeEvent,
+    Resolved,
+    ResolveKind,
+)
 from receiver.effects import Effects
-from receiver.notify.base import Event, NotifyScope
+from receiver.notify.notices import Announcer
 from receiver.worker.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,7 @@ class Writes:
 
     owner: str
     now: datetime
-    notify: NotifyScope
+    notify: Announcer | None  # None: nobody is told (the knowledge rows are still written)
     # True in the transaction that claimed the incidents, which holds them (row locks on
     # PostgreSQL, the write lock on SQLite): a lease is written only where an action starts,
     # and giving one up is part of the incident's update. False when outcomes are recorded
@@ -47,6 +54,7 @@ class Writes:
     _finished: list[dict[str, Any]] = field(default_factory=list)
     _updates: dict[int, dict[str, Any]] = field(default_factory=dict)
     _if_held: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _if_status: dict[IncidentStatus, dict[int, dict[str, Any]]] = field(default_factory=dict)
     _escalate: dict[EscalationReason, list[Mapping[str, Any]]] = field(default_factory=dict)
     _resolve: list[Mapping[str, Any]] = field(default_factory=list)
     _release: set[int] = field(default_factory=set)
@@ -54,7 +62,7 @@ class Writes:
     _counts: Counter[tuple[int, bool]] = field(default_factory=Counter)
     _not_healed: list[int] = field(default_factory=list)
     _healed: list[int] = field(default_factory=list)
-    _events: dict[str, list[int]] = field(default_factory=dict)
+    _events: dict[NoticeEvent, list[int]] = field(default_factory=dict)
 
     def log(
         self,
@@ -70,7 +78,7 @@ class Writes:
         position among this batch's logs, which ``flush`` turns into its id."""
         if result is not HealResult.PENDING:
             self.effects.attempts[plan.playbook.name, plan.playbook.action_type, result.value] += 1
-        self._logs.append(
+        return self.add_log(
             {
                 "incident_id": row["id"],
                 "playbook_id": plan.playbook_id,
@@ -86,13 +94,28 @@ class Writes:
                 "replica": self.owner,
             }
         )
+
+    def add_log(self, values: Mapping[str, Any]) -> int:
+        """Queue a heal log as it is; its position among this batch's logs."""
+        self._logs.append(dict(values))
         return len(self._logs) - 1
 
     def finish_log(self, log_id: int, **values: Any) -> None:
         self._finished.append({"id": log_id, **values})
 
-    def update(self, incident_id: int, values: Mapping[str, Any]) -> None:
-        self._updates.setdefault(incident_id, {}).update(values)
+    def update(
+        self,
+        incident_id: int,
+        values: Mapping[str, Any],
+        *,
+        only_if: IncidentStatus | None = None,
+    ) -> None:
+        """Queue values for the incident; with ``only_if``, written only while it is still
+        in that status (a person's decision races the worker's approval deadline)."""
+        if only_if is None:
+            self._updates.setdefault(incident_id, {}).update(values)
+        else:
+            self._if_status.setdefault(only_if, {}).setdefault(incident_id, {}).update(values)
 
     def update_if_held(self, incident_id: int, values: Mapping[str, Any]) -> None:
         """Apply ``values`` and give up the lease, only while the incident is still healing
@@ -117,7 +140,7 @@ class Writes:
         if not ok:
             self._not_healed.append(incident_id)
 
-    def notice(self, event: str, incident_id: int) -> None:
+    def notice(self, event: NoticeEvent, incident_id: int) -> None:
         """Tell people (an outbox row per channel, written at the flush)."""
         self._events.setdefault(event, []).append(incident_id)
 
@@ -160,6 +183,8 @@ class Writes:
         repo.heal_logs.finish(conn, self._finished)
         log_ids = repo.heal_logs.add(conn, self._logs)
         repo.incidents.update_many(conn, self._updates.items())
+        for status, changes in self._if_status.items():
+            repo.incidents.update_many(conn, changes.items(), only_if_status=status.value)
         repo.incidents.update_many(
             conn,
             self._if_held.items(),
@@ -167,14 +192,21 @@ class Writes:
             held_by=self.owner,
         )
         for reason, rows in self._escalate.items():
-            escalated = repo.incidents.escalate(conn, rows, reason, now)
-            if escalated:
-                self.effects.escalations[reason] += len(escalated)
-                self._events.setdefault(Event.ESCALATED, []).extend(escalated)
-                for incident_id in escalated:
-                    self.effects.tell("escalated", incident_id, reason=reason.value)
+            self.escalated(reason, repo.incidents.escalate(conn, rows, reason, now))
         repo.guards.unlock_targets(conn, self._unlock)
         repo.incidents.release(conn, self._release, self.owner)
-        for event, ids in self._events.items():
-            repo.outbox.notify(conn, self.notify, event, ids, now)
+        if self.notify is not None:
+            for event, ids in self._events.items():
+                self.notify(conn, event, ids, now)
+        self._events.clear()
         return log_ids
+
+    def escalated(self, reason: EscalationReason, incident_ids: list[int]) -> None:
+        """Incidents this transaction escalated (here, or where ingest opened them so):
+        counted, logged, announced."""
+        if not incident_ids:
+            return
+        self.effects.escalations[reason] += len(incident_ids)
+        self._events.setdefault(NoticeEvent.ESCALATED, []).extend(incident_ids)
+        for incident_id in incident_ids:
+            self.effects.tell("escalated", incident_id, reason=reason.value)

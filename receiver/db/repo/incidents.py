@@ -50,9 +50,9 @@ def as_resolved(rows: Iterable[Any]) -> list[Resolved]:
     ]
 
 
-async def resolve_task(conn: AsyncConnection, task: str, now: datetime) -> list[Resolved]:
+def resolve_task(conn: Connection, task: str, now: datetime) -> list[Resolved]:
     """A scheduler's success ping: its task's open and escalated incidents are resolved."""
-    result = await conn.execute(
+    result = conn.execute(
         resolving(
             update(incidents)
             .where(

@@ -11,14 +11,11 @@ from typing import Any
 from sqlalchemy import Connection, case, update
 from sqlalchemy.engine import Dialect
 
-from receiver.db.repo import outcomes
 from receiver.db.repo._sql import RESOLVABLE, dialect_insert
 from receiver.db.repo.incidents import as_resolved, resolved_values, resolving
 from receiver.db.repo.multirow import Upsert, prepare, run_upsert, stored
-from receiver.db.repo.outbox import notify
 from receiver.db.schema import incidents, signals
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Signal, Source
-from receiver.notify.base import Event, NotifyScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +41,6 @@ class IngestPlan:
     signals: Upsert
     incidents: list[Upsert]
     resolved_keys: list[str]
-    notify: NotifyScope | None  # announce no_playbook escalations and healed resolves
 
 
 def plan_ingest(
@@ -52,7 +48,6 @@ def plan_ingest(
     batch: Sequence[Signal],
     now: datetime,
     unmatched: Mapping[str, str] | None = None,
-    notify: NotifyScope | None = None,
 ) -> IngestPlan:
     """Rows for a batch of signals: one per idempotency key and one per incident key.
 
@@ -93,7 +88,6 @@ def plan_ingest(
         signals=prepare(dialect, statements.signal_upsert, list(sig_rows.values())),
         incidents=incident_upserts,
         resolved_keys=[s.incident_key for s in batch if not s.firing],
-        notify=notify if notify is not None and notify.channels else None,
     )
 
 
@@ -101,7 +95,9 @@ def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
     """Store signals and open, attach or resolve incidents: a few statements per batch.
 
     A plain (sync) function: ``Database.run_in_transaction`` decides where it runs (on
-    SQLite the event loop or the writer thread, on PostgreSQL ``run_sync``).
+    SQLite the event loop or the writer thread, on PostgreSQL ``run_sync``). What its
+    resolves and escalations imply (knowledge, notices) the caller writes in the same
+    transaction.
     """
     run_upsert(conn, plan.signals)
     ids: dict[str, int] = {}
@@ -128,11 +124,6 @@ def ingest(conn: Connection, plan: IngestPlan) -> IngestOutcome:
         )
         resolved = as_resolved(result.all())
         ids.update({r.key: r.id for r in resolved if r.key is not None})
-    # In this transaction: a crash after the commit still delivers them.
-    outcomes.healed(conn, plan.notify, [r.id for r in resolved if r.healed], plan.now)
-    if plan.notify is not None:
-        escalated = [inc_id for inc_id, _, no_playbook in opened if no_playbook]
-        notify(conn, plan.notify, Event.ESCALATED, escalated, plan.now)
     return IngestOutcome(ids, opened, resolved)
 
 

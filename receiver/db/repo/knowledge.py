@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from receiver.db.repo._sql import dialect_insert
 from receiver.db.schema import incidents, knowledge, playbooks
 from receiver.knowledge import RECENT, SIMILAR_AT_LEAST, Record, median, shingles, similarity
-from receiver.signals import message_signature
+from receiver.textmatch import message_signature
 
 _CANDIDATES_FOR_SIMILARITY = 2000  # the most recently healed rows compared with a message
 

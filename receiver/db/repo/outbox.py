@@ -1,77 +1,68 @@
 """The outbox table: notifications written with the state change that causes them, then
 claimed with a lease by a sender and marked sent (or failed) once.
 
-``notify`` is synchronous so the ingest batch (a plain function on its connection) can call
-it; async callers use ``await conn.run_sync(notify, ...)``.
+``enqueue`` is synchronous so the ingest batch (a plain function on its connection) can call
+it; what the rows say is built in ``receiver.notify.notices``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.db.repo import knowledge
 from receiver.db.repo._sql import lease_rows
 from receiver.db.repo.incidents import with_playbook_name
 from receiver.db.schema import heal_logs, incidents, outbox
-from receiver.domain import HealResult
-from receiver.notify.base import Event, Notice, NotifyScope
+from receiver.domain import HealResult, NoticeEvent, OutboxState
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
-# Past heals are looked up for an unmatched fault only in small batches: a storm is one
-# summary message anyway, and the ingest transaction must stay short.
-SIMILAR_UP_TO = 20
+PENDING, SENT, FAILED = OutboxState.PENDING, OutboxState.SENT, OutboxState.FAILED
 
 
-def _similar_note(conn: Connection, message: str) -> str | None:
-    found = knowledge.similar(conn, message)
-    if not found:
-        return None
-    return "Similar faults healed before: " + "; ".join(
-        f"{s['playbook']} ({s['successes']}/{s['attempts']} healed, "
-        f"{s['similarity']:.0%} similar: {s['example_message'][:120]})"
-        for s in found
-    )
+class Announce(Protocol):
+    """Writes the notices of an outcome in the transaction that makes it (``notify/``
+    builds them: the store only reads the rows and queues what it is handed)."""
+
+    def __call__(
+        self, conn: Connection, event: NoticeEvent, incident_ids: Sequence[int], now: datetime
+    ) -> int: ...
 
 
-def notify(
+def enqueue(
     conn: Connection,
-    scope: NotifyScope,
-    event: str,
-    incident_ids: Sequence[int],
+    channels: Sequence[str],
+    event: NoticeEvent,
+    payloads: Sequence[tuple[int, dict[str, Any]]],
     now: datetime,
 ) -> int:
-    """Queue ``event`` for each incident on every channel; the rows written."""
-    if not scope.channels or not incident_ids:
-        return 0
-    notices = build_notices(conn, scope, event, incident_ids)
+    """One row per (incident's payload, channel); the rows written."""
     rows = [
         {
             "channel": channel,
-            "event": event,
-            "incident_id": n.incident_id,
-            "payload": n.to_json(),
-            "status": PENDING,
+            "event": event.value,
+            "incident_id": incident_id,
+            "payload": payload,
+            "status": PENDING.value,
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
         }
-        for n in notices
-        for channel in scope.channels
+        for incident_id, payload in payloads
+        for channel in channels
     ]
     if rows:
         conn.execute(insert(outbox), rows)
     return len(rows)
 
 
-def build_notices(
-    conn: Connection, scope: NotifyScope, event: str, incident_ids: Sequence[int]
-) -> list[Notice]:
-    """Notices from the incidents as this transaction sees them, with their last attempt."""
+def notice_rows(
+    conn: Connection, incident_ids: Sequence[int]
+) -> tuple[list[Mapping[str, Any]], dict[int, Any]]:
+    """What a notice says, as this transaction sees it: the incidents (with their
+    playbook's name), by id, and each one's last finished attempt."""
     ids = list(incident_ids)
     found = conn.execute(
         with_playbook_name().where(incidents.c.id.in_(ids)).order_by(incidents.c.id)
@@ -89,51 +80,7 @@ def build_notices(
         .order_by(heal_logs.c.id)
     ):
         last[attempt.incident_id] = attempt
-    notices = []
-    for row in found:
-        m = row._mapping
-        log = last.get(m["id"])
-        healed_in = None
-        if m["healed"] and m["resolved_at"] is not None:
-            healed_in = round((m["resolved_at"] - m["created_at"]).total_seconds(), 1)
-        reason = m["escalation_reason"] if m["status"] == "escalated" else None
-        note = None  # alert_only's message (the seed's ALERT_ONLY text) is what people read
-        if log is not None and reason == "alert_only":
-            note = log.result_output[:1500]
-        elif reason == "no_playbook":
-            # What would have made a playbook match, then what healed similar faults.
-            notes = [m["escalation_detail"]]
-            if len(ids) <= SIMILAR_UP_TO:
-                notes.append(_similar_note(conn, m["error_message"]))
-            note = "\n".join(n for n in notes if n) or None
-        notices.append(
-            Notice(
-                event=event,
-                incident_id=m["id"],
-                task_name=m["task_name"],
-                error_type=m["error_type"],
-                severity=m["severity"],
-                status=m["status"],
-                message=m["error_message"][:1000],
-                incident_url=f"{scope.incident_base_url}/{m['id']}",
-                target=m["target"],
-                playbook=m["playbook_name"],
-                reason=reason,
-                action=log.action_detail[:300] if log is not None else None,
-                result=log.result if log is not None else None,
-                note=note,
-                attempts=int(m["retry_count"]),
-                time_to_heal_seconds=healed_in,
-                generator_url=m["generator_url"] or None,
-                approval_attempt=m["approval_attempt"] if event == Event.APPROVAL else None,
-                approval_deadline=(
-                    m["approval_deadline"].isoformat()
-                    if event == Event.APPROVAL and m["approval_deadline"]
-                    else None
-                ),
-            )
-        )
-    return notices
+    return [dict(r._mapping) for r in found], last
 
 
 async def claim(
@@ -167,7 +114,7 @@ async def finish(
     owner: str,
     now: datetime,
     *,
-    status: str,
+    status: OutboxState | str,
     error: str | None = None,
     retry_at: datetime | None = None,
 ) -> int:

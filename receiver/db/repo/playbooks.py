@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import insert_into
 from receiver.db.schema import playbooks
-from receiver.playbooks import Playbook
+
+
+class Definition(Protocol):
+    """A loaded playbook as its row stores it (``receiver.playbooks.Playbook``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    def definition(self) -> dict[str, Any]: ...
 
 
 async def sync_playbooks(
-    conn: AsyncConnection, loaded: Sequence[Playbook], now: datetime
+    conn: AsyncConnection, loaded: Sequence[Definition], now: datetime
 ) -> dict[str, int]:
     """Upsert the YAML playbooks by name; counts survive. Rows no longer in YAML go inactive."""
     existing = {
