@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
 
+from receiver.background import tasks
 from receiver.catalog import CatalogHolder
 from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
@@ -84,13 +85,11 @@ class Ingestor:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Ingestor]:
-        self._task = asyncio.create_task(self._run(), name="autoheal-ingest")
         try:
-            yield self
+            async with tasks(ingest=self._run()) as started:
+                self._task = started["ingest"]
+                yield self
         finally:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
             while not self._queue.empty():
                 _fail(self._queue.get_nowait(), StoreUnavailable("shutting down"))
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+from receiver.background import repeat, tasks
 from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.db.repo import retention
@@ -32,22 +33,18 @@ class Pruner:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Pruner]:
-        task = asyncio.create_task(self._loop(), name="autoheal-pruner")
-        try:
+        loop = repeat(
+            self._round,
+            every=self.interval,
+            log=log,
+            failed="retention: pruning failed; next round retries",
+            wait_first=True,
+        )
+        async with tasks(pruner=loop):
             yield self
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.prune_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("retention: pruning failed; next round retries")
+    async def _round(self) -> None:
+        await self.prune_once()
 
     async def prune_once(self, now: datetime | None = None) -> dict[str, int]:
         """Delete what is past its age; rows deleted per table."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from receiver.background import repeat, tasks
 from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import Database
@@ -97,28 +98,24 @@ class Escalator:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Escalator]:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        task = asyncio.create_task(self._loop(), name="autoheal-escalator")
+        loop = repeat(
+            self._round,
+            every=self.interval,
+            log=log,
+            failed="alertmanager: escalation round failed; next round retries",
+            wake=self._wake,
+            # Woken from inside the escalating transaction: let it commit first (a round
+            # that still misses it is followed by the next).
+            settle=SETTLE,
+        )
         try:
-            yield self
+            async with tasks(escalator=loop):
+                yield self
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             await self._session.close()
 
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.post_round()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alertmanager: escalation round failed; next round retries")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-                # Woken from inside the escalating transaction: let it commit first (a
-                # round that still misses it is followed by the next).
-                await asyncio.sleep(SETTLE)
+    async def _round(self) -> None:
+        await self.post_round()
 
     async def post_round(self) -> int:
         """Post the current escalations and recent resolves; the alerts posted."""

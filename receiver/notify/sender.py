@@ -16,13 +16,13 @@ Policy, stated once:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from receiver.background import repeat, tasks
 from receiver.db.engine import Database
 from receiver.db.repo import outbox
 from receiver.domain import NoticeEvent
@@ -74,24 +74,15 @@ class OutboxSender:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OutboxSender]:
-        task = asyncio.create_task(self._loop(), name="autoheal-outbox")
+        loop = repeat(
+            self.flush, every=self.batch_seconds, log=log, failed="outbox: flush failed; retrying"
+        )
         try:
-            yield self
+            async with tasks(outbox=loop):
+                yield self
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             for notifier in self.notifiers.values():
                 await notifier.close()
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox: flush failed; retrying")
-            await asyncio.sleep(self.batch_seconds)
 
     async def flush(self) -> int:
         """Deliver what is due now; the number of outbox rows settled."""

@@ -29,6 +29,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
 
+from receiver.background import repeat, tasks
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
 from receiver.db import repo
@@ -84,38 +85,26 @@ class HealWorker:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HealWorker]:
-        recorder = asyncio.create_task(self._recorder(), name="autoheal-worker-recorder")
-        renewer = asyncio.create_task(self._renewer(), name="autoheal-worker-leases")
-        task = asyncio.create_task(self._loop(), name="autoheal-worker")
-        try:
-            yield self
-        finally:
-            task.cancel()
-            renewer.cancel()
-            # Actions cut short are left to their leases (the attempt is then recorded as
-            # interrupted); outcomes already in hand are stored before the recorder stops.
-            for t in list(self._actions):
-                t.cancel()
-            await asyncio.gather(task, renewer, *self._actions, return_exceptions=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._until_recorded(), 10)
-            recorder.cancel()
-            await asyncio.gather(recorder, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        while True:
+        poll = repeat(
+            self.poll_once,
+            every=self.settings.worker_poll_seconds,
+            log=log,
+            failed="worker poll failed; retrying",
+            wake=self._wake,
+        )
+        async with tasks(**{"worker-recorder": self._recorder()}):
             try:
-                claimed = await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker poll failed; retrying")
-                claimed = 0
-            if claimed:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_seconds)
-            self._wake.clear()
+                async with tasks(worker=poll, **{"worker-leases": self._renewer()}):
+                    yield self
+            finally:
+                # Actions cut short are left to their leases (the attempt is then recorded
+                # as interrupted); outcomes already in hand are stored before the recorder
+                # stops.
+                for t in list(self._actions):
+                    t.cancel()
+                await asyncio.gather(*self._actions, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._until_recorded(), 10)
 
     async def poll_once(self) -> int:
         """Claim what is due (as many as there are free slots), move each one step on, and
