@@ -464,7 +464,10 @@ async def reload(request: web.Request) -> web.Response:
     """Re-read playbooks and classifier rules; a bad file leaves the running set in place."""
     settings = request.app[appkeys.SETTINGS]
     catalog = await load_catalog(
-        request.app[appkeys.DATABASE], settings.playbooks, settings.param_scope()
+        request.app[appkeys.DATABASE],
+        settings.playbooks,
+        settings.param_scope(),
+        request.app[appkeys.ACTIONS],
     )
     request.app[appkeys.CATALOG].current = catalog
     request.app[appkeys.METRICS].loaded(catalog.playbooks)

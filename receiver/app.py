@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from receiver import appkeys, openapi
+from receiver.actions import ACTIONS, Action
 from receiver.api import error_middleware, routes
 from receiver.auth import auth_middleware
 from receiver.catalog import CatalogHolder, load_catalog
@@ -24,8 +25,9 @@ from receiver.db.migrate import ensure_schema
 from receiver.ingest import Ingestor
 from receiver.jsoncodec import dumps
 from receiver.metrics import build_metrics
-from receiver.notify import announcer, build_notifiers
+from receiver.notify import NOTIFIERS, announcer, build_notifiers
 from receiver.notify.alertmanager import Escalator
+from receiver.notify.base import Notifier
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
 from receiver.openapi import documented
@@ -41,7 +43,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = open_database(settings.database_url)
     try:
         await ensure_schema(db, settings.database_url)
-        catalog = await load_catalog(db, settings.playbooks, settings.param_scope())
+        catalog = await load_catalog(
+            db, settings.playbooks, settings.param_scope(), app[appkeys.ACTIONS]
+        )
         app[appkeys.DATABASE] = db
         app[appkeys.CATALOG] = CatalogHolder(catalog)
         app[appkeys.METRICS].loaded(catalog.playbooks)
@@ -97,6 +101,7 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.METRICS],
         resources=app[appkeys.RESOURCES],
         on_escalated=on_escalated,
+        actions=app[appkeys.ACTIONS],
     )
     app[appkeys.WORKER] = worker
     ingestor = Ingestor(
@@ -116,7 +121,7 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
             if settings.channels:
                 sender = OutboxSender(
                     app[appkeys.DATABASE],
-                    build_notifiers(settings),
+                    build_notifiers(settings, app[appkeys.CHANNELS]),
                     app[appkeys.METRICS],
                     worker.owner,
                     batch_seconds=settings.notify_batch_seconds,
@@ -154,8 +159,15 @@ async def _freeze_heap(_app: web.Application) -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the service from settings; nothing starts until the app runs."""
+def create_app(
+    settings: Settings,
+    *,
+    actions: Mapping[str, Action] = ACTIONS,
+    channels: Mapping[str, Callable[[Settings], Notifier]] = NOTIFIERS,
+) -> web.Application:
+    """Build the service from settings; nothing starts until the app runs. ``actions`` and
+    ``channels``: the registries of action kinds and notification channels (the built-in
+    ones unless given: a test or an embedding adds its own here)."""
     settings.check_exposure()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -163,6 +175,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     registry = CollectorRegistry()
     app[appkeys.SETTINGS] = settings
+    app[appkeys.ACTIONS] = actions
+    app[appkeys.CHANNELS] = channels
     app[appkeys.REGISTRY] = registry
     app[appkeys.METRICS] = build_metrics(registry)
     app.cleanup_ctx.append(_database)

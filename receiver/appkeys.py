@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from receiver.actions import Action
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.ingest import Ingestor
 from receiver.metrics import Metrics
 from receiver.notify.alertmanager import Escalator
+from receiver.notify.base import Notifier
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
 from receiver.resources import Resources
@@ -18,6 +22,8 @@ from receiver.retention import Pruner
 from receiver.worker import HealWorker
 
 SETTINGS = web.AppKey("settings", Settings)
+ACTIONS = web.AppKey("actions", Mapping[str, Action])  # the kinds playbooks may name
+CHANNELS = web.AppKey("channels", Mapping[str, Callable[[Settings], Notifier]])
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 METRICS = web.AppKey("metrics", Metrics)
 DATABASE = web.AppKey("database", Database)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from receiver.actions import ACTIONS, Action
 from receiver.classify import Classifier, load_classifier
 from receiver.db import repo
 from receiver.db.engine import Database
@@ -23,17 +24,22 @@ class Catalog:
 
 
 def load_files(
-    directory: Path, scope: Mapping[str, Any] | None = None
+    directory: Path,
+    scope: Mapping[str, Any] | None = None,
+    actions: Mapping[str, Action] = ACTIONS,
 ) -> tuple[list[Playbook], Classifier]:
     """Read and validate; raises PlaybookError naming file, playbook and field."""
-    return load_playbooks(directory, scope), load_classifier(directory)
+    return load_playbooks(directory, scope, actions), load_classifier(directory)
 
 
 async def load_catalog(
-    db: Database, directory: Path, scope: Mapping[str, Any] | None = None
+    db: Database,
+    directory: Path,
+    scope: Mapping[str, Any] | None = None,
+    actions: Mapping[str, Action] = ACTIONS,
 ) -> Catalog:
     """Validate the YAML, then sync it into the playbooks table (stats survive)."""
-    playbooks, classifier = load_files(directory, scope)
+    playbooks, classifier = load_files(directory, scope, actions)
     async with db.transaction() as conn:
         ids = await repo.sync_playbooks(conn, playbooks, datetime.now(UTC))
     return Catalog(tuple(playbooks), classifier, ids, {i: n for n, i in ids.items()})

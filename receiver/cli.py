@@ -47,16 +47,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Show what would happen to a payload: classification and playbook, nothing run."""
+    """Show what would happen to a payload: classification, playbook and the worker's
+    decision (the same rules), nothing run."""
     from pydantic import ValidationError
 
-    from receiver.actions import ACTIONS
     from receiver.catalog import load_files
-    from receiver.errors import SlotError
     from receiver.payloads import AlertmanagerWebhook, ExceptionReport
-    from receiver.playbooks import candidates
+    from receiver.replay import replay
     from receiver.signals import from_exception, from_webhook
-    from receiver.templating import render
 
     settings = _settings(args)
     directory = Path(args.playbooks) if args.playbooks else settings.playbooks
@@ -70,26 +68,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"invalid payload: {exc}", file=sys.stderr)
         return 2
-    for s in signals:
-        state = "firing" if s.firing else "resolved"
-        print(f"{s.task_name} ({state}) -> {s.error_type.value}, severity {s.severity.value}")
-        if not s.firing:
-            print("  resolves its incident")
-            continue
-        found = candidates(playbooks, s)
-        if not found:
-            print("  no playbook matches: would escalate (no_playbook)")
-            continue
-        pb = found[0]
-        action = ACTIONS[pb.action_type]
-        try:
-            params = action.params_model.model_validate(
-                render(pb.action_params, s.labels, s.annotations),
-                context=settings.param_scope(),
-            )
-            print(f"  playbook {pb.name!r}: would run {action.describe(params)}")
-        except (SlotError, ValidationError) as exc:
-            print(f"  playbook {pb.name!r}: refused ({exc}); would escalate")
+    for line in replay(settings, playbooks, classifier, signals):
+        print(line)
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from receiver.actions import ACTIONS
+from receiver.actions import ACTIONS, Action
 from receiver.classify import CLASSIFIERS_FILE, Classifier
 from receiver.domain import ErrorType, Severity, Signal, strict_severity
 from receiver.errors import PlaybookError
@@ -182,7 +182,9 @@ def explain_no_match(playbooks: Sequence[Playbook], signal: Signal, classifier: 
     return ("; ".join(parts) + ".")[:1000]
 
 
-def _build(model: _PlaybookModel, file: str, scope: Mapping[str, Any]) -> Playbook:
+def _build(
+    model: _PlaybookModel, file: str, scope: Mapping[str, Any], actions: Mapping[str, Action]
+) -> Playbook:
     def fail(field: str, message: str) -> PlaybookError:
         return PlaybookError(file, model.name, field, message)
 
@@ -200,9 +202,9 @@ def _build(model: _PlaybookModel, file: str, scope: Mapping[str, Any]) -> Playbo
         patterns = TextPatterns.build(model.patterns, model.regex)
     except re.error as exc:
         raise fail("regex", f"does not compile: {exc}") from exc
-    action = ACTIONS.get(model.action.type)
+    action = actions.get(model.action.type)
     if action is None:
-        known = ", ".join(sorted(ACTIONS))
+        known = ", ".join(sorted(actions))
         raise fail("action.type", f"unknown action {model.action.type!r} (known: {known})")
     for key, value in model.action.params.items():
         if isinstance(value, str):
@@ -241,8 +243,14 @@ def _build(model: _PlaybookModel, file: str, scope: Mapping[str, Any]) -> Playbo
     )
 
 
-def parse_playbooks(text: str, file: str, scope: Mapping[str, Any] | None = None) -> list[Playbook]:
-    """Validate one file's text. ``scope``: hosts, commands and URLs parameters may name."""
+def parse_playbooks(
+    text: str,
+    file: str,
+    scope: Mapping[str, Any] | None = None,
+    actions: Mapping[str, Action] = ACTIONS,
+) -> list[Playbook]:
+    """Validate one file's text. ``scope``: hosts, commands and URLs parameters may name;
+    ``actions``: the kinds an action may be."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -260,11 +268,15 @@ def parse_playbooks(text: str, file: str, scope: Mapping[str, Any] | None = None
         except ValidationError as exc:
             err = exc.errors()[0]
             raise PlaybookError(file, label, ".".join(map(str, err["loc"])), err["msg"]) from exc
-        result.append(_build(model, file, scope or {}))
+        result.append(_build(model, file, scope or {}, actions))
     return result
 
 
-def load_playbooks(directory: Path, scope: Mapping[str, Any] | None = None) -> list[Playbook]:
+def load_playbooks(
+    directory: Path,
+    scope: Mapping[str, Any] | None = None,
+    actions: Mapping[str, Action] = ACTIONS,
+) -> list[Playbook]:
     """Every ``*.yaml``/``*.yml`` in directory but classifiers.yaml, names unique."""
     if not directory.is_dir():
         raise PlaybookError(str(directory), None, None, "playbooks directory does not exist")
@@ -276,7 +288,8 @@ def load_playbooks(directory: Path, scope: Mapping[str, Any] | None = None) -> l
     seen: dict[str, str] = {}
     loaded: list[Playbook] = []
     for path in files:
-        for playbook in parse_playbooks(path.read_text(encoding="utf-8"), path.name, scope):
+        text = path.read_text(encoding="utf-8")
+        for playbook in parse_playbooks(text, path.name, scope, actions):
             if playbook.name in seen:
                 raise PlaybookError(
                     path.name,

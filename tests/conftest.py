@@ -28,6 +28,7 @@ from receiver.db.engine import open_database
 from receiver.db.migrate import upgrade
 from receiver.db.repo._sql import ACTIVE
 from receiver.db.schema import incidents
+from tests.scripted_action import WITH_SCRIPTED
 
 ROOT = Path(__file__).resolve().parent.parent
 # Real payloads a real Alertmanager 0.25 sent (copied from shared/fixtures/alertmanager).
@@ -192,15 +193,13 @@ def lifecycle_playbook(action: str, params: str, **fields: Any) -> str:
 
 @pytest.fixture
 def scripted() -> Iterator[list[tuple[int, str]]]:
-    """The ``scripted`` action (tests/scripted_action.py) registered; yields its runs."""
-    from receiver.actions import ACTIONS
+    """The ``scripted`` action's runs (tests/scripted_action.py), from a clean slate; the
+    tests' apps are given it with the built-in actions (``WITH_SCRIPTED``)."""
     from tests import scripted_action
 
-    ACTIONS[scripted_action.Scripted.kind] = scripted_action.Scripted()  # type: ignore[index]
     scripted_action.RUNS.clear()
     scripted_action.SPANS.clear()
     yield scripted_action.RUNS
-    del ACTIONS[scripted_action.Scripted.kind]  # type: ignore[attr-defined]
 
 
 def oom_alert(make_alert: Callable[..., dict[str, Any]], fp: str = "fp", **labels: str) -> Any:
@@ -305,7 +304,7 @@ async def make_service(
     made: list[Service] = []
 
     async def make(**overrides: Any) -> Service:
-        client = await aiohttp_client(create_app(make_settings(**overrides)))
+        client = await aiohttp_client(create_app(make_settings(**overrides), actions=WITH_SCRIPTED))
         made.append(Service(client))
         return made[-1]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, ContainerName
+from receiver.actions import ACTIONS
+from receiver.actions.base import Action, ActionContext, ActionOutcome, ActionParams, ContainerName
 
 RUNS: list[tuple[int, str]] = []
 # (incident, container, started, finished) in monotonic seconds, for overlap checks.
@@ -43,3 +45,7 @@ class Scripted:
         if outcome == "ok":
             return ActionOutcome(ok=True, output=f"did it to {params.container}")
         return ActionOutcome(ok=False, output="it broke", retryable=outcome == "fail")
+
+
+# The built-in actions and this one: what the tests' apps are given (create_app(actions=...)).
+WITH_SCRIPTED: Mapping[str, Action] = {**ACTIONS, Scripted.kind: Scripted()}  # type: ignore[dict-item]

@@ -77,3 +77,62 @@ def test_bad_settings_exit_with_message() -> None:
     assert "without credentials" in result.stderr
     result = autoheal("serve", env={"AUTOHEAL_DATABASE_URL": "mysql://x"})
     assert result.returncode == 2
+
+
+def test_replay_orders_playbooks_by_what_the_store_learned(tmp_path: Path) -> None:
+    """replay decides as the worker does: with two matching playbooks, the one whose
+    repairs kept failing for this fault gives way once the store says so."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from receiver.catalog import load_catalog
+    from receiver.db.engine import open_database
+    from receiver.db.migrate import ensure_schema
+    from receiver.db.schema import knowledge
+    from receiver.signals import message_signature
+
+    classifiers = (ROOT / "playbooks" / "classifiers.yaml").read_text()
+    (tmp_path / "classifiers.yaml").write_text(classifiers)
+    (tmp_path / "p.yaml").write_text(
+        "playbooks:\n"
+        "  - {name: first, error_type: OOM, priority: 10,"
+        " action: {type: docker_restart, params: {container: a}}}\n"
+        "  - {name: second, error_type: OOM, priority: 1,"
+        " action: {type: docker_restart, params: {container: b}}}\n"
+    )
+    message = "Worker (pid:7) was sent SIGKILL! Perhaps out of memory?"
+    report = tmp_path / "r.json"
+    report.write_text(f'{{"task": "t", "severity": "P1", "message": "{message}"}}')
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    env = {"AUTOHEAL_DATABASE_URL": url, "AUTOHEAL_PLAYBOOKS": str(tmp_path)}
+
+    before = autoheal("replay", str(report), env=env)  # no store yet: none is created
+    assert "playbook 'first': would run docker restart -t 10 a" in before.stdout, before.stderr
+    assert not (tmp_path / "a.db").exists()
+
+    async def learn() -> None:
+        db = open_database(url)
+        try:
+            await ensure_schema(db, url)
+            catalog = await load_catalog(db, tmp_path)
+            async with db.transaction() as conn:
+                await conn.execute(
+                    knowledge.insert().values(
+                        error_type="OOM",
+                        signature=message_signature(message),
+                        playbook_id=catalog.ids["first"],
+                        attempts=5,
+                        successes=0,
+                        failures=5,
+                        heal_seconds_total=0,
+                        recent_heal_seconds=[],
+                        example_message=message,
+                        last_seen_at=datetime.now(UTC),
+                    )
+                )
+        finally:
+            await db.dispose()
+
+    asyncio.run(learn())
+    after = autoheal("replay", str(report), env=env)
+    assert "playbook 'second': would run docker restart -t 10 b" in after.stdout, after.stderr

@@ -20,6 +20,7 @@ from receiver.knowledge import (
 )
 from receiver.playbooks import parse_playbooks
 from tests.conftest import ROOT, playbook_yaml
+from tests.scripted_action import WITH_SCRIPTED
 
 pytestmark = pytest.mark.usefixtures("scripted")
 
@@ -128,6 +129,7 @@ def _two(priority_a: int = 10) -> Any:
         playbook_yaml("scripted", "{}", name="A", priority=priority_a)
         + playbook_yaml("scripted", "{}", name="B").replace("playbooks:\n", ""),
         "test.yaml",
+        actions=WITH_SCRIPTED,
     )
 
 

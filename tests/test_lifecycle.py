@@ -11,6 +11,7 @@ from tests import scripted_action
 from tests.conftest import lifecycle_playbook as playbook
 from tests.conftest import load_fixture
 from tests.conftest import oom_alert as _oom_alert
+from tests.scripted_action import WITH_SCRIPTED
 
 
 def oom_alert(make_alert: Any, fp: str = "fp1", **labels: str) -> Any:
@@ -325,7 +326,9 @@ async def test_restart_mid_incident_resumes(
     from tests.conftest import Service
 
     again = Service(
-        await aiohttp_client(create_app(make_settings(playbooks=folder, lease_seconds=0.5)))
+        await aiohttp_client(
+            create_app(make_settings(playbooks=folder, lease_seconds=0.5), actions=WITH_SCRIPTED)
+        )
     )
     await asyncio.sleep(0.6)  # the dead attempt's lease runs out
     await again.settle()
@@ -363,7 +366,9 @@ async def test_playbook_counts_survive_restart(
     from receiver.app import create_app
     from tests.conftest import Service
 
-    again = Service(await aiohttp_client(create_app(make_settings(playbooks=folder))))
+    again = Service(
+        await aiohttp_client(create_app(make_settings(playbooks=folder), actions=WITH_SCRIPTED))
+    )
     (pb,) = (await again.get_json("/api/v1/playbooks"))["items"]
     assert pb["fail_count"] == 2
 

@@ -10,6 +10,7 @@ import pytest
 
 from receiver.app import create_app
 from tests.conftest import Service, lifecycle_playbook, oom_alert
+from tests.scripted_action import WITH_SCRIPTED
 
 pytestmark = pytest.mark.usefixtures("scripted")
 
@@ -129,7 +130,9 @@ async def test_store_gauges_survive_a_restart(
     assert (value(text, "autoheal_worker_backlog_oldest_seconds") or 0) > 0
     await svc.client.close()
 
-    again = Service(await aiohttp_client(create_app(make_settings(playbooks=folder))))
+    again = Service(
+        await aiohttp_client(create_app(make_settings(playbooks=folder), actions=WITH_SCRIPTED))
+    )
     text = await scrape(again)
     assert value(text, "autoheal_incidents", status="open") == 3
     assert value(text, "autoheal_worker_backlog") == 3

@@ -20,6 +20,7 @@ from receiver.db.schema import incidents
 from receiver.domain import ErrorType, Severity, Signal, Source
 from receiver.playbooks import load_playbooks, parse_playbooks
 from tests.conftest import ROOT, Service, _pg, load_fixture, pg_url, require
+from tests.scripted_action import WITH_SCRIPTED
 
 
 async def test_app_migrates_an_empty_database_in_a_child_process(
@@ -188,36 +189,32 @@ async def test_a_row_the_store_refuses_fails_only_its_own_request(
 async def test_same_alert_at_two_replicas_heals_once(
     make_settings: Any, aiohttp_client: Any, make_alert: Any, playbooks_dir: Any
 ) -> None:
-    from receiver.actions import ACTIONS
     from tests import scripted_action
-    from tests.scripted_action import Scripted
 
-    ACTIONS[Scripted.kind] = Scripted()  # type: ignore[index]
     scripted_action.RUNS.clear()
-    try:
-        tmp = playbooks_dir(
-            "playbooks:\n  - name: p\n    error_type: OOM\n    verify_seconds: 60\n"
-            "    action: {type: scripted, params: {sleep: 0.2}}\n"
-        )
-        replicas = [
-            Service(
-                await aiohttp_client(create_app(make_settings(playbooks=tmp, replica_id=f"r{i}")))
+    tmp = playbooks_dir(
+        "playbooks:\n  - name: p\n    error_type: OOM\n    verify_seconds: 60\n"
+        "    action: {type: scripted, params: {sleep: 0.2}}\n"
+    )
+    replicas = [
+        Service(
+            await aiohttp_client(
+                create_app(make_settings(playbooks=tmp, replica_id=f"r{i}"), actions=WITH_SCRIPTED)
             )
-            for i in range(2)
-        ]
-        payload = make_alert(
-            alerts=[{"fingerprint": "same", "labels": {"alertname": "ContainerOOMKilled"}}]
         )
-        results = await asyncio.gather(*(r.post("/api/v1/alerts", payload) for r in replicas))
-        assert [r.status for r in results] == [200, 200]
-        await asyncio.gather(*(r.settle() for r in replicas))
-        (item,) = await replicas[0].incidents()
-        incident = await replicas[1].incident(item["id"])
-        assert incident["occurrences"] == 2
-        assert len(incident["heal_logs"]) == 1
-        assert len(scripted_action.RUNS) == 1
-    finally:
-        del ACTIONS[Scripted.kind]  # type: ignore[attr-defined]
+        for i in range(2)
+    ]
+    payload = make_alert(
+        alerts=[{"fingerprint": "same", "labels": {"alertname": "ContainerOOMKilled"}}]
+    )
+    results = await asyncio.gather(*(r.post("/api/v1/alerts", payload) for r in replicas))
+    assert [r.status for r in results] == [200, 200]
+    await asyncio.gather(*(r.settle() for r in replicas))
+    (item,) = await replicas[0].incidents()
+    incident = await replicas[1].incident(item["id"])
+    assert incident["occurrences"] == 2
+    assert len(incident["heal_logs"]) == 1
+    assert len(scripted_action.RUNS) == 1
 
 
 async def test_store_outage_is_503_then_recovers(

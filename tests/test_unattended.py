@@ -19,6 +19,7 @@ from receiver.db.schema import signals as signals_table
 from receiver.domain import ErrorType, Severity, Signal, Source
 from receiver.errors import StoreUnavailable, Unstorable
 from tests.conftest import load_fixture
+from tests.scripted_action import WITH_SCRIPTED
 
 FAR_FUTURE = "9999-12-31T23:59:59-01:00"
 
@@ -380,7 +381,7 @@ async def test_readyz_reports_a_store_that_refuses_writes(
         docker_url=None,
         worker=False,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(settings, actions=WITH_SCRIPTED))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert (await client.get("/readyz")).status == 200
     filler = small_disk / "filler"

@@ -5,7 +5,7 @@ Adding a channel = one module with a ``Notifier`` and one line in ``NOTIFIERS``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from receiver.config import Settings
 from receiver.notify.base import Notice, Notifier, NotifyError
@@ -41,9 +41,12 @@ def announcer(settings: Settings) -> Announcer:
     return Announcer(settings.channels, settings.incident_base_url, settings.notify_healing)
 
 
-def build_notifiers(settings: Settings) -> dict[str, Notifier]:
-    """One notifier per configured channel (``settings.channels``)."""
-    return {name: NOTIFIERS[name](settings) for name in settings.channels}
+def build_notifiers(
+    settings: Settings, channels: Mapping[str, Callable[[Settings], Notifier]] = NOTIFIERS
+) -> dict[str, Notifier]:
+    """One notifier per configured channel (``settings.channels``), each made by its
+    entry in ``channels`` (the app's registry: the built-in ``NOTIFIERS`` unless given)."""
+    return {name: channels[name](settings) for name in settings.channels}
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from receiver.actions import ACTIONS, ActionContext, ActionOutcome
+from receiver.actions import ActionContext, ActionOutcome
 from receiver.domain import HealResult, LogReason
 from receiver.effects import Effects
 from receiver.resources import MAX_OUTPUT
@@ -44,7 +44,7 @@ async def run_action(ctx: StepContext, s: Started) -> Done:
     try:
         # A deadline on this task (wait_for would run the action in a task of its own).
         async with asyncio.timeout(timeout):
-            outcome = await ACTIONS[action_type].run(s.plan.params, action_ctx)
+            outcome = await ctx.actions[action_type].run(s.plan.params, action_ctx)
     except asyncio.CancelledError:
         raise
     except TimeoutError:

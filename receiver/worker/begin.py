@@ -122,7 +122,7 @@ def _case(
         if len(found) > 1
         else None
     )
-    plan = make_plan(catalog, row, ctx.scope, found, learned)
+    plan = make_plan(catalog, ctx.actions, row, ctx.scope, found, learned)
     if plan is not None:
         return Case(incident, plan, exhausted)
     # The playbooks changed since ingest: say what would have matched.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from receiver.actions import Action
 from receiver.config import Settings
 from receiver.notify.notices import Announcer
 from receiver.resources import Resources
@@ -22,4 +23,5 @@ class StepContext:
     owner: str  # names this replica in leases and heal logs
     resources: Resources | None
     scope: Mapping[str, Any]  # what actions validate templated values against (param_scope)
+    actions: Mapping[str, Action]  # what runs an action of each kind
     notify: Announcer  # where escalations and heals are announced (outbox rows)

@@ -24,11 +24,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
 
+from receiver.actions import ACTIONS, Action
 from receiver.background import repeat, tasks
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
@@ -60,6 +61,7 @@ class HealWorker:
         metrics: Metrics,
         resources: Resources | None = None,
         on_escalated: Callable[[], None] = lambda: None,
+        actions: Mapping[str, Action] = ACTIONS,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -69,7 +71,7 @@ class HealWorker:
         self.metrics = metrics
         self.on_escalated = on_escalated  # e.g. post to Alertmanager soon
         self.ctx = StepContext(
-            settings, self.owner, resources, settings.param_scope(), announcer(settings)
+            settings, self.owner, resources, settings.param_scope(), actions, announcer(settings)
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet

@@ -8,8 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from receiver.actions import ACTIONS
-from receiver.actions.base import ActionParams
+from receiver.actions.base import Action, ActionParams
 from receiver.catalog import Catalog
 from receiver.domain import ErrorType, Severity, Signal, Source
 from receiver.errors import SlotError
@@ -56,6 +55,7 @@ def matching(catalog: Catalog, row: Mapping[str, Any]) -> list[Playbook]:
 
 def make_plan(
     catalog: Catalog,
+    actions: Mapping[str, Action],
     row: Mapping[str, Any],
     scope: Mapping[str, Any],
     found: Sequence[Playbook],
@@ -63,13 +63,14 @@ def make_plan(
 ) -> Plan | None:
     """Pick among the ``found`` playbooks and fill its parameters; None when none
     matches. Several: the best learned success rate for this fault first (``learned``, by
-    playbook id), then as declared."""
+    playbook id), then as declared. ``actions``: what runs each kind (its parameter model
+    checks the filled values)."""
     found = order_by_knowledge(found, catalog.ids, learned or {})
     if not found:
         return None
     playbook = found[0]
     playbook_id = catalog.ids[playbook.name]
-    action = ACTIONS[playbook.action_type]
+    action = actions[playbook.action_type]
     try:
         raw = render(playbook.action_params, row["labels"] or {}, row["annotations"] or {})
         params = action.params_model.model_validate(raw, context=scope)
