@@ -7,7 +7,8 @@ their module: ``repo.incidents.claim(conn, ...)``, ``repo.heal_logs.add(conn, ro
 The modules:
 
 - ``ingest``: the batch writer's plan and statements (``multirow``: its SQLite fast path);
-- ``incidents``: claims and leases, state changes, queries;
+- ``incidents``: claims and leases, state changes; ``reports``: what people, gauges and
+  the escalator read of them;
 - ``heal_logs``: one row per attempt;
 - ``playbooks``: YAML synced in by name, counts;
 - ``guards``: cooldown, per-target lock and action budget rows;
@@ -24,21 +25,15 @@ from receiver.db.repo import (
     outbox,
     outcomes,
     playbooks,
+    reports,
     retention,
 )
 from receiver.db.repo._sql import write_probe
 from receiver.db.repo.heal_logs import incident_heal_logs
-from receiver.db.repo.incidents import (
-    backlog,
-    escalations,
-    get_incident,
-    list_incidents,
-    next_due,
-    resolve_task,
-    status_summary,
-)
+from receiver.db.repo.incidents import get_incident, next_due, resolve_task
 from receiver.db.repo.ingest import IngestOutcome, IngestPlan, ingest, plan_ingest
 from receiver.db.repo.playbooks import list_playbooks, sync_playbooks
+from receiver.db.repo.reports import backlog, escalations, list_incidents, status_summary
 
 __all__ = [
     "IngestOutcome",
@@ -59,6 +54,7 @@ __all__ = [
     "outcomes",
     "plan_ingest",
     "playbooks",
+    "reports",
     "resolve_task",
     "retention",
     "status_summary",

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import lease_rows
-from receiver.db.repo.incidents import with_playbook_name
+from receiver.db.repo.reports import with_playbook_name
 from receiver.db.schema import heal_logs, incidents, outbox
 from receiver.domain import HealResult, NoticeEvent, OutboxState
 

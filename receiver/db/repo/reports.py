@@ -1,0 +1,103 @@
+"""What people, gauges and the escalator read of incidents: listings, per-status counts,
+the worker's backlog, the current escalations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from receiver.db.repo._sql import ACTIVE, RESOLVABLE
+from receiver.db.schema import incidents, playbooks
+from receiver.domain import IncidentStatus
+
+
+async def list_incidents(
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    error_type: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    conds = []
+    if status:
+        conds.append(incidents.c.status == status)
+    if error_type:
+        conds.append(incidents.c.error_type == error_type)
+    total = await conn.scalar(select(func.count()).select_from(incidents).where(*conds))
+    rows = (
+        await conn.execute(
+            select(incidents)
+            .where(*conds)
+            .order_by(incidents.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows], int(total or 0)
+
+
+async def status_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime | None]]:
+    """Per status (resolved aside): how many, and the oldest last change among them.
+
+    Reads the (status, ...) indexes only for statuses that hold live work; escalated rows
+    stay until retention prunes them.
+    """
+    rows = (
+        await conn.execute(
+            select(incidents.c.status, func.count(), func.min(incidents.c.updated_at))
+            # Not resolved: resolved is all of history (counted by a counter instead).
+            .where(incidents.c.status.in_(RESOLVABLE))
+            .group_by(incidents.c.status)
+        )
+    ).all()
+    return {status: (int(n), oldest) for status, n, oldest in rows}
+
+
+async def backlog(conn: AsyncConnection, now: datetime) -> tuple[int, datetime | None]:
+    """Incidents due now that no live lease holds, and the earliest due time among them."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.min(incidents.c.next_attempt_at)).where(
+                incidents.c.status.in_(ACTIVE),
+                incidents.c.next_attempt_at <= now,
+                or_(incidents.c.lease_until.is_(None), incidents.c.lease_until < now),
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+def with_playbook_name() -> Any:
+    """SELECT incidents with their playbook's name as ``playbook_name`` (None without one)."""
+    return select(incidents, playbooks.c.name.label("playbook_name")).select_from(
+        incidents.outerjoin(playbooks, incidents.c.playbook_id == playbooks.c.id)
+    )
+
+
+async def escalations(
+    conn: AsyncConnection, resolved_since: datetime, limit: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Incidents escalated now (newest first, at most ``limit``), and those once escalated
+    that resolved since ``resolved_since``: what Alertmanager's AutoHealEscalated alerts show."""
+    columns = with_playbook_name()
+    escalated = (
+        await conn.execute(
+            columns.where(incidents.c.status == IncidentStatus.ESCALATED.value)
+            .order_by(incidents.c.updated_at.desc())
+            .limit(limit)
+        )
+    ).all()
+    ended = (
+        await conn.execute(
+            columns.where(
+                incidents.c.status == IncidentStatus.RESOLVED.value,
+                incidents.c.escalation_reason.is_not(None),
+                incidents.c.resolved_at >= resolved_since,
+            ).limit(limit)
+        )
+    ).all()
+    return [dict(r._mapping) for r in escalated], [dict(r._mapping) for r in ended]
