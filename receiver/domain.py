@@ -170,6 +170,14 @@ class LogReason(enum.StrEnum):
     TARGET_BUSY = "target_busy"
     NOT_RETRYABLE = "not_retryable"
     INTERRUPTED = "interrupted"  # the lease ran out mid-attempt (a crash, a stall)
+    APPROVAL = "approval"  # a person's decision (result approved or denied)
+
+
+class VerifyOutcome(enum.StrEnum):
+    """What verification found after a successful action (verify_outcomes' label)."""
+
+    HELD = "held"  # resolved within the window
+    NOT_HELD = "not_held"  # still failing at its end, or failed again
 
 
 class ResolveKind(enum.StrEnum):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from receiver import events
-from receiver.domain import EscalationReason, Guard, Resolved, ResolveKind
+from receiver.domain import EscalationReason, Guard, Resolved, ResolveKind, VerifyOutcome
 from receiver.metrics import Metrics
 
 
@@ -56,7 +56,7 @@ class Effects:
         for reason, n in self.escalations.items():
             metrics.escalations.labels(reason.value).inc(n)
         if self.not_held:
-            metrics.verify_outcomes.labels("not_held").inc(self.not_held)
+            metrics.verify_outcomes.labels(VerifyOutcome.NOT_HELD.value).inc(self.not_held)
         for action, result, seconds in self.durations:
             metrics.action_duration.labels(action, result).observe(seconds)
         for how, closed in self.resolved.items():

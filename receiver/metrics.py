@@ -27,6 +27,7 @@ from receiver.domain import (
     Resolved,
     ResolveKind,
     Source,
+    VerifyOutcome,
 )
 from receiver.playbooks import Playbook
 
@@ -112,7 +113,7 @@ class Metrics:
         for r in closed:
             if not r.healed:
                 continue
-            self.verify_outcomes.labels("held").inc()
+            self.verify_outcomes.labels(VerifyOutcome.HELD.value).inc()
             playbook = names.get(r.playbook_id, NO_PLAYBOOK) if r.playbook_id else NO_PLAYBOOK
             seconds = max((now - r.created_at).total_seconds(), 0.0)
             self.time_to_heal.labels(r.error_type, playbook).observe(seconds)
@@ -223,6 +224,6 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         metrics.guard_refusals.labels(guard.value)
     for how in ResolveKind:
         metrics.incidents_resolved.labels(how.value)
-    for outcome in ("held", "not_held"):
-        metrics.verify_outcomes.labels(outcome)
+    for outcome in VerifyOutcome:
+        metrics.verify_outcomes.labels(outcome.value)
     return metrics

@@ -24,7 +24,7 @@ from receiver.actions import ACTIONS, Action
 from receiver.catalog import Catalog
 from receiver.classify import Classifier
 from receiver.config import Settings
-from receiver.domain import IncidentStatus, Signal
+from receiver.domain import EscalationReason, IncidentStatus, Signal
 from receiver.knowledge import Record
 from receiver.playbooks import Playbook, candidates
 from receiver.worker.decide import decide
@@ -87,7 +87,7 @@ def _words(d: Decision, playbook: str | None) -> str:
     if isinstance(d, AskApproval):
         return f"{named}would ask for approval to run {d.plan.action_detail}"
     if isinstance(d, Escalate):
-        if d.reason == "no_playbook":
+        if d.reason is EscalationReason.NO_PLAYBOOK:
             return "no playbook matches: would escalate (no_playbook)"
         why = f" ({d.note.output})" if d.note is not None else ""
         return f"{named}would escalate ({d.reason.value}){why}"

@@ -12,7 +12,7 @@ from receiver import appkeys, openapi
 from receiver.api.http import int_param, json_response, parse, problem
 from receiver.approval import Decision, decide
 from receiver.db import repo
-from receiver.domain import ErrorType, IncidentStatus
+from receiver.domain import ApprovalState, ErrorType, EscalationReason, IncidentStatus
 from receiver.notify import announcer
 from receiver.openapi import documented
 from receiver.payloads import (
@@ -85,7 +85,7 @@ async def get_incident(request: web.Request) -> web.Response:
         # No playbook for it: what healed the most similar faults before.
         similar = (
             await conn.run_sync(repo.knowledge.similar, row["error_message"])
-            if row["escalation_reason"] == "no_playbook"
+            if row["escalation_reason"] == EscalationReason.NO_PLAYBOOK
             else []
         )
     return json_response({**_incident_json(row), "heal_logs": logs, "similar_healed": similar})
@@ -126,7 +126,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         body = await parse(request, DecisionReport)
         by = body.by or by
     decision = await record_decision(request.app, incident_id, approve, f"{by} (api)")
-    status = "approved" if approve else "denied"
+    status = (ApprovalState.APPROVED if approve else ApprovalState.DENIED).value
     return json_response({"status": status, "incident": decision.incident_id, "by": decision.by})
 
 

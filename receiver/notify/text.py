@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from receiver.domain import NoticeEvent
+from receiver.domain import EscalationReason, NoticeEvent
 from receiver.notify.base import Notice, reason_words
 
 HEADLINES: dict[str, str] = {  # by NoticeEvent (a StrEnum: the stored string finds it)
@@ -33,7 +33,7 @@ def facts(n: Notice) -> list[str]:
     if n.event == NoticeEvent.ESCALATED and n.reason:
         lines.append(f"Why: {reason_words(n.reason)}")
     # alert_only's action is its message, which the note already carries: said once.
-    if n.action and n.reason != "alert_only":
+    if n.action and n.reason != EscalationReason.ALERT_ONLY:
         done = f"Done: {n.action}"
         if n.result:
             done += f" → {n.result}"

@@ -251,7 +251,7 @@ def answered(w: Writes, row: Row, approve: bool, by: str) -> None:
             "action_detail": f"approval of attempt {row['approval_attempt']}",
             "target": row["target"],
             "result": result.value,
-            "reason": "approval",
+            "reason": LogReason.APPROVAL.value,
             "result_output": f"{result.value} by {by}",
             "attempt": row["approval_attempt"],
             "created_at": w.now,

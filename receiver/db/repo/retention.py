@@ -15,7 +15,7 @@ from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.schema import heal_logs, incidents, outbox, signals
-from receiver.domain import IncidentStatus
+from receiver.domain import IncidentStatus, OutboxState
 
 BATCH = 1000
 _ENDED = [IncidentStatus.RESOLVED.value, IncidentStatus.ESCALATED.value]
@@ -66,7 +66,11 @@ async def prune_outbox(conn: AsyncConnection, cutoff: datetime, upto: int) -> in
     return await _delete_batch(
         conn,
         outbox,
-        and_(outbox.c.id <= upto, outbox.c.status != "pending", outbox.c.created_at < cutoff),
+        and_(
+            outbox.c.id <= upto,
+            outbox.c.status != OutboxState.PENDING.value,
+            outbox.c.created_at < cutoff,
+        ),
     )
 
 
