@@ -181,11 +181,12 @@ def take(
     policy: Policy,
     hold: timedelta,
     starts: Sequence[tuple[Row, Start]],
+    facts: Facts,
 ) -> list[int]:
     """Take the guard rows the starting actions need: a budget unit each, the target's lock
     (held for ``hold``, so a replica that dies holding it frees the target by itself), the
     (playbook, target) cooldown. The positions in ``starts`` that lost one to another
-    replica since the facts were read; what they took is given back."""
+    replica since the ``facts`` were read; what they took is given back."""
     n = len(starts)
     lost: set[int] = set()
     granted = n
@@ -199,7 +200,7 @@ def take(
         for i, (row, s) in enumerate(starts)
         if i not in lost and s.plan.exclusive
     ]
-    locked = repo.guards.lock_targets(conn, exclusive, w.owner, w.now, hold)
+    locked = repo.guards.lock_targets(conn, exclusive, w.owner, w.now, hold, facts.locks)
     lost.update(at[i] for _, i in exclusive if i not in locked)
     cooling = [
         (s.plan.playbook_id, s.plan.target, row["id"], timedelta(minutes=cooldown))

@@ -149,7 +149,7 @@ def _decide(
         facts = apply.read_facts(conn, policy, w.now, plans)
         decided.update(zip(todo, decide([cases[i] for i in todo], policy, facts), strict=True))
         starts = [(i, d) for i in todo if isinstance(d := decided[i], Start)]
-        lost = apply.take(conn, w, policy, hold, [(rows[i], d) for i, d in starts])
+        lost = apply.take(conn, w, policy, hold, [(rows[i], d) for i, d in starts], facts)
         todo = [starts[j][0] for j in lost]
         if not todo:
             return [decided[i] for i in range(len(cases))]

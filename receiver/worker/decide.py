@@ -79,10 +79,10 @@ def verdict(incident: Incident, facts: Facts) -> Verdict:
 def decide(cases: Sequence[Case], policy: Policy, facts: Facts) -> list[Decision]:
     """One decision per case, in order."""
     decided = [_alone(c, policy, facts) for c in cases]
-    starts = [i for i, d in enumerate(decided) if isinstance(d, Start)]
+    starts = [(i, d) for i, d in enumerate(decided) if isinstance(d, Start)]
     if starts:
-        candidates = [(cases[i].incident, decided[i]) for i in starts]
-        for i, d in zip(starts, _in_store(candidates, policy, facts), strict=True):  # type: ignore[arg-type]
+        held = _in_store([(cases[i].incident, d) for i, d in starts], policy, facts)
+        for (i, _), d in zip(starts, held, strict=True):
             decided[i] = d
     return decided
 

@@ -10,7 +10,7 @@ only the rows already there are read and taken one by one, where a condition all
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,28 +45,50 @@ def lock_targets(
     owner: str,
     now: datetime,
     hold: timedelta,
+    known: Mapping[str, Any] | None = None,
 ) -> set[int]:
     """Take the per-target lock for each ``(target, incident id)`` (targets distinct); the
     incidents that got theirs. Another incident's unexpired lock holds a target back; an
-    expired one, or the incident's own (a retry after a crash), is taken over."""
+    expired one, or the incident's own (a retry after a crash), is taken over.
+
+    ``known``: the lock rows ``read_locks`` found for these targets in this transaction. On
+    SQLite they are final (the transaction holds the write lock), so the targets without a
+    row are inserted with one driver executemany, without RETURNING to learn who got one."""
     if not wanted:
         return set()
     by_target = dict(wanted)
+    if known is not None and dialect_name(conn) == "sqlite":
+        free = [(t, i) for t, i in wanted if t not in known]
+        execute_many(conn, _INSERT_LOCK, _lock_rows(free, owner, now + hold))
+        got = {i for _, i in free}
+        taken_over = [(t, i) for t, i in wanted if t in known]
+        return got | _take_over(conn, taken_over, owner, now, hold)
     created = conn.execute(
-        _take(dialect_name(conn), target_locks),
-        [
-            {"target": t, "incident_id": i, "owner": owner, "expires_at": now + hold}
-            for t, i in wanted
-        ],
+        _take(dialect_name(conn), target_locks), _lock_rows(wanted, owner, now + hold)
     )
     got = {r[0] for r in created}
     held = [t for t, i in wanted if i not in got]
     if not held:
         return got
-    for target, (holder, expires_at) in read_locks(conn, held).items():
-        mine = by_target[target]
-        if expires_at > now and holder != mine:
-            continue
+    found = read_locks(conn, held)
+    return got | _take_over(conn, [(t, by_target[t]) for t in held if t in found], owner, now, hold)
+
+
+_INSERT_LOCK = dialect_insert("sqlite")(target_locks).on_conflict_do_nothing()
+
+
+def _lock_rows(
+    wanted: Sequence[tuple[str, int]], owner: str, until: datetime
+) -> list[dict[str, Any]]:
+    return [{"target": t, "incident_id": i, "owner": owner, "expires_at": until} for t, i in wanted]
+
+
+def _take_over(
+    conn: Connection, wanted: Sequence[tuple[str, int]], owner: str, now: datetime, hold: timedelta
+) -> set[int]:
+    """Lock rows that exist: taken where expired or already the incident's own."""
+    got = set()
+    for target, mine in wanted:
         taken = conn.execute(
             update(target_locks)
             .where(
@@ -171,18 +193,19 @@ def refund_budget(conn: Connection, now: datetime, window_seconds: float, units:
 # inserts meanwhile makes a take fail, and the worker decides that incident again).
 
 
+@functools.cache
+def _read_locks(dialect: str) -> Any:
+    stmt = select(
+        target_locks.c.target, target_locks.c.incident_id, target_locks.c.expires_at
+    ).where(target_locks.c.target.in_(bindparam("targets", expanding=True)))
+    return stmt.with_for_update() if dialect == "postgresql" else stmt
+
+
 def read_locks(conn: Connection, targets: Sequence[str]) -> dict[str, tuple[int, datetime]]:
     """target -> (incident id holding it, until when)."""
     if not targets:
         return {}
-    found = conn.execute(
-        _for_update(
-            conn,
-            select(
-                target_locks.c.target, target_locks.c.incident_id, target_locks.c.expires_at
-            ).where(target_locks.c.target.in_(sorted(set(targets)))),
-        )
-    )
+    found = conn.execute(_read_locks(dialect_name(conn)), {"targets": sorted(set(targets))})
     return {t: (i, until) for t, i, until in found}
 
 
@@ -192,19 +215,20 @@ def read_cooldowns(
     """(playbook id, target) -> (incident id that started it, when its action started)."""
     if not pairs:
         return {}
-    key = tuple_(cooldowns.c.playbook_id, cooldowns.c.target)
-    found = conn.execute(
-        _for_update(
-            conn,
-            select(
-                cooldowns.c.playbook_id,
-                cooldowns.c.target,
-                cooldowns.c.incident_id,
-                cooldowns.c.last_action_at,
-            ).where(key.in_(sorted(set(pairs)))),
-        )
-    )
+    found = conn.execute(_read_cooldowns(dialect_name(conn)), {"pairs": sorted(set(pairs))})
     return {(p, t): (i, last) for p, t, i, last in found}
+
+
+@functools.cache
+def _read_cooldowns(dialect: str) -> Any:
+    key = tuple_(cooldowns.c.playbook_id, cooldowns.c.target)
+    stmt = select(
+        cooldowns.c.playbook_id,
+        cooldowns.c.target,
+        cooldowns.c.incident_id,
+        cooldowns.c.last_action_at,
+    ).where(key.in_(bindparam("pairs", expanding=True)))
+    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 def budget_used(conn: Connection, now: datetime, window_seconds: float) -> int:
