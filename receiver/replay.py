@@ -112,7 +112,7 @@ async def _learned(
     learned: dict[tuple[str, str | None], dict[int, Record]] = {}
     try:
         async with asyncio.timeout(5), db.reading() as conn:
-            stored = dict((await conn.execute(select(table.c.name, table.c.id))).tuples().all())
+            stored = {n: i for n, i in (await conn.execute(select(table.c.name, table.c.id))).all()}
             # Playbooks not synced yet get ids past the stored ones: nothing learned is theirs.
             top = max(stored.values(), default=0)
             fresh = (pb.name for pb in playbooks if pb.name not in stored)

@@ -466,3 +466,40 @@ def test_a_lease_too_short_to_renew_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="lease_seconds"):
         load_settings(None, lease_seconds=0.1)
+
+
+async def test_target_locks_taken_where_free_expired_or_own(store_url: str) -> None:
+    """The worker takes its batch's locks without reading them first: the INSERT takes the
+    free targets, and of the rows already there the expired ones and the incident's own
+    are taken over. Another incident's live lock is not, and read_locks (the facts the
+    losers are decided again on) shows who holds it."""
+    from datetime import timedelta
+
+    from receiver.db.schema import target_locks
+
+    db = open_database(store_url)
+    try:
+        now = datetime.now(UTC)
+        hold = timedelta(seconds=60)
+        plan = repo.plan_ingest(db.sync_dialect, _signals(6, "Lock"), now)
+        ids = sorted((await db.run_in_transaction(repo.ingest, plan)).incident_ids.values())
+        a, b, c, d, e, f = ids
+        setup = [("held", a), ("stale", b), ("mine", c)]
+        await db.run_in_transaction(repo.guards.lock_targets, setup, "r0", now, hold)
+        async with db.transaction() as conn:
+            await conn.execute(
+                target_locks.update()
+                .where(target_locks.c.target == "stale")
+                .values(expires_at=now - timedelta(seconds=1))
+            )
+        wanted = [("held", d), ("stale", e), ("mine", c), ("free", f)]
+        got = await db.run_in_transaction(repo.guards.lock_targets, wanted, "r1", now, hold)
+        assert got == {e, c, f}
+        facts = await db.run_in_transaction(repo.guards.read_locks, ["held", "free", "none"])
+        assert {t: holder for t, (holder, _) in facts.items()} == {"held": a, "free": f}
+        async with db.reading() as conn:
+            query = select(target_locks.c.target, target_locks.c.incident_id)
+            rows = {t: i for t, i in (await conn.execute(query)).all()}
+        assert rows == {"held": a, "stale": e, "mine": c, "free": f}
+    finally:
+        await db.dispose()

@@ -1,10 +1,11 @@
 """The heal worker: claims due incidents from the store in batches and moves each one on.
 
-``loop`` claims, schedules and records; ``begin`` orders one lifecycle step for a batch of
-claimed incidents, whose stages each have a module: ``verify`` (did the last repair hold?),
-``plan`` (pure: which playbook, which parameters), ``approval`` and ``guards`` (may it run
-now?); ``act`` runs an action and records a batch of outcomes; ``writes`` gathers a
-transaction's writes and flushes them as a few multi-row statements.
+In the order a claimed incident passes through them: ``loop`` claims, schedules and
+records; ``begin`` is one transaction for a batch of claimed incidents; ``plan`` (pure)
+picks the playbook and fills its parameters; ``decide`` (pure) applies every rule to values
+(``decisions``) and returns what happens next; ``apply`` turns decisions into the writes
+that ``writes`` gathers and flushes as a few multi-row statements; ``act`` runs an action
+outside any transaction and records a batch of outcomes the same way.
 """
 
 from receiver.worker.loop import HealWorker

@@ -1,9 +1,9 @@
 """Apply: the one place a decision becomes writes (queued on ``Writes``, flushed as a few
 multi-row statements) and the metrics and log lines that follow its commit.
 
-``read_facts`` reads what the store rules need for a batch; ``take`` writes the guard rows of
-the actions that start (budget units, target locks, cooldowns) and says which of them
-another replica took first since the read, so those are decided again.
+``take`` writes the guard rows of the actions that start (budget units, target locks,
+cooldowns) and says which of them were already held; ``read_facts`` reads those rows (and
+the budget spent) for the incidents then decided again.
 """
 
 from __future__ import annotations
@@ -47,15 +47,22 @@ from receiver.worker.writes import Writes
 Row = Mapping[str, Any]
 
 
-def read_facts(conn: Connection, policy: Policy, now: datetime, plans: Sequence[Plan]) -> Facts:
-    """The guard rows these plans name, and the budget spent in this window."""
+def read_facts(
+    conn: Connection,
+    policy: Policy,
+    now: datetime,
+    plans: Sequence[Plan],
+    *,
+    budget: bool = True,
+) -> Facts:
+    """The guard rows these plans name, and (``budget``) the budget spent in this window."""
     targets = [p.target for p in plans if p.exclusive]
     pairs = [(p.playbook_id, p.target) for p in plans if p.playbook.cooldown_minutes]
     locks = repo.guards.read_locks(conn, targets)
     cooling = repo.guards.read_cooldowns(conn, pairs)
     used = (
         repo.guards.budget_used(conn, now, policy.budget_window_seconds)
-        if policy.budget and plans
+        if policy.budget and budget
         else 0
     )
     return Facts(
@@ -181,12 +188,12 @@ def take(
     policy: Policy,
     hold: timedelta,
     starts: Sequence[tuple[Row, Start]],
-    facts: Facts,
 ) -> list[int]:
     """Take the guard rows the starting actions need: a budget unit each, the target's lock
     (held for ``hold``, so a replica that dies holding it frees the target by itself), the
     (playbook, target) cooldown. The positions in ``starts`` that lost one to another
-    replica since the ``facts`` were read; what they took is given back."""
+    replica, or that were taken before this batch looked (the rows are not read first);
+    what they took is given back."""
     n = len(starts)
     lost: set[int] = set()
     granted = n
@@ -200,7 +207,7 @@ def take(
         for i, (row, s) in enumerate(starts)
         if i not in lost and s.plan.exclusive
     ]
-    locked = repo.guards.lock_targets(conn, exclusive, w.owner, w.now, hold, facts.locks)
+    locked = repo.guards.lock_targets(conn, exclusive, w.owner, w.now, hold)
     lost.update(at[i] for _, i in exclusive if i not in locked)
     cooling = [
         (s.plan.playbook_id, s.plan.target, row["id"], timedelta(minutes=cooldown))

@@ -31,7 +31,17 @@ from receiver.playbooks import explain_no_match
 from receiver.worker import apply
 from receiver.worker.context import StepContext
 from receiver.worker.decide import BUSY_RETRY, decide, verdict
-from receiver.worker.decisions import Case, Decision, Defer, Facts, Incident, NotHeld, Policy, Start
+from receiver.worker.decisions import (
+    Case,
+    Decision,
+    Defer,
+    Escalate,
+    Facts,
+    Incident,
+    NotHeld,
+    Policy,
+    Start,
+)
 from receiver.worker.plan import Plan, incident_signal, make_plan, matching
 from receiver.worker.writes import Writes
 
@@ -137,25 +147,43 @@ def _decide(
     rows: Sequence[dict[str, Any]],
     cases: Sequence[Case],
 ) -> list[Decision]:
-    """Decide every case; take the guard rows of those that start. One that another
-    replica beat to a row (since the facts were read) is decided again on the rows as they
-    are now; what still loses after a few rounds looks again shortly."""
+    """Decide every case; take the guard rows of those that start.
+
+    The first round knows the budget spent and learns the lock and cooldown rows by taking
+    them: an INSERT takes every free one and reports those already there (a storm's targets
+    are nearly all free, so reading them first would be a round trip per batch for
+    nothing). The incidents that lost a row, and those a store rule held back, are then
+    decided again on the rows as they are now: a lock or a unit of budget a loser did not
+    use goes to the next one in order, as if the rows had been read first. What still loses
+    after a few rounds (another replica racing for the same rows) looks again shortly."""
     policy = Policy.of(ctx.settings)
     hold = timedelta(seconds=ctx.settings.action_timeout_seconds + 30)
+    facts = apply.read_facts(conn, policy, w.now, [], budget=any(c.plan for c in cases))
     decided: dict[int, Decision] = {}
     todo = list(range(len(cases)))
     for _ in range(_TAKE_ROUNDS):
-        plans = [p for i in todo if (p := cases[i].plan) is not None]
-        facts = apply.read_facts(conn, policy, w.now, plans)
         decided.update(zip(todo, decide([cases[i] for i in todo], policy, facts), strict=True))
         starts = [(i, d) for i in todo if isinstance(d := decided[i], Start)]
-        lost = apply.take(conn, w, policy, hold, [(rows[i], d) for i, d in starts], facts)
-        todo = [starts[j][0] for j in lost]
-        if not todo:
+        lost = {
+            starts[j][0]
+            for j in apply.take(conn, w, policy, hold, [(rows[i], d) for i, d in starts])
+        }
+        if not lost:
             return [decided[i] for i in range(len(cases))]
+        todo = [i for i in todo if i in lost or _held_by_the_store(decided[i])]
+        plans = [p for i in todo if (p := cases[i].plan) is not None]
+        facts = apply.read_facts(conn, policy, w.now, plans)
     for i in todo:
         plan = cases[i].plan
-        assert plan is not None
-        output = f"another replica took a guard row for {plan.target or plan.playbook.name} first"
-        decided[i] = Defer(plan, Guard.TARGET_BUSY, output, w.now + BUSY_RETRY)
+        if isinstance(decided[i], Start) and plan is not None:
+            output = f"another replica took a guard row for {plan.target or plan.playbook.name}"
+            decided[i] = Defer(plan, Guard.TARGET_BUSY, output, w.now + BUSY_RETRY)
     return [decided[i] for i in range(len(cases))]
+
+
+_STORE_GUARDS = (Guard.TARGET_BUSY, Guard.COOLDOWN, Guard.BUDGET)
+
+
+def _held_by_the_store(d: Decision) -> bool:
+    """Refused by a rule that reads the store's rows (a lock, a cooldown, the budget)."""
+    return isinstance(d, Defer | Escalate) and d.guard in _STORE_GUARDS

@@ -10,7 +10,7 @@ only the rows already there are read and taken one by one, where a condition all
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,24 +45,13 @@ def lock_targets(
     owner: str,
     now: datetime,
     hold: timedelta,
-    known: Mapping[str, Any] | None = None,
 ) -> set[int]:
     """Take the per-target lock for each ``(target, incident id)`` (targets distinct); the
     incidents that got theirs. Another incident's unexpired lock holds a target back; an
-    expired one, or the incident's own (a retry after a crash), is taken over.
-
-    ``known``: the lock rows ``read_locks`` found for these targets in this transaction. On
-    SQLite they are final (the transaction holds the write lock), so the targets without a
-    row are inserted with one driver executemany, without RETURNING to learn who got one."""
+    expired one, or the incident's own (a retry after a crash), is taken over."""
     if not wanted:
         return set()
     by_target = dict(wanted)
-    if known is not None and dialect_name(conn) == "sqlite":
-        free = [(t, i) for t, i in wanted if t not in known]
-        execute_many(conn, _INSERT_LOCK, _lock_rows(free, owner, now + hold))
-        got = {i for _, i in free}
-        taken_over = [(t, i) for t, i in wanted if t in known]
-        return got | _take_over(conn, taken_over, owner, now, hold)
     created = conn.execute(
         _take(dialect_name(conn), target_locks), _lock_rows(wanted, owner, now + hold)
     )
@@ -72,9 +61,6 @@ def lock_targets(
         return got
     found = read_locks(conn, held)
     return got | _take_over(conn, [(t, by_target[t]) for t in held if t in found], owner, now, hold)
-
-
-_INSERT_LOCK = dialect_insert("sqlite")(target_locks).on_conflict_do_nothing()
 
 
 def _lock_rows(
