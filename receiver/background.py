@@ -26,7 +26,8 @@ async def repeat(
     settle: float = 0.0,
 ) -> None:
     """Run ``step`` every ``every`` seconds, at once when ``wake`` is set, and again at once
-    while it returns a true value (it found work: there may be more). ``failed``: the log
+    while it returns a true value (it found work: there may be more; a step that must keep
+    its pace whatever it found returns None). ``failed``: the log
     line when a step raises. ``settle``: after a wake, wait this long before the step (the
     waker's transaction commits first)."""
     if wait_first:
@@ -42,6 +43,7 @@ async def repeat(
             log.exception(failed)
             busy = False
         if busy:
+            await asyncio.sleep(0)  # a step that always finds work still lets others run
             continue
         if wake is None:
             await asyncio.sleep(every)

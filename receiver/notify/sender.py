@@ -74,8 +74,10 @@ class OutboxSender:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OutboxSender]:
+        # Every batch_seconds, however much the last round sent: what arrives meanwhile is
+        # grouped into one message per channel (a storm is a summary, not a flood).
         loop = repeat(
-            self.flush, every=self.batch_seconds, log=log, failed="outbox: flush failed; retrying"
+            self._round, every=self.batch_seconds, log=log, failed="outbox: flush failed; retrying"
         )
         try:
             async with tasks(outbox=loop):
@@ -83,6 +85,9 @@ class OutboxSender:
         finally:
             for notifier in self.notifiers.values():
                 await notifier.close()
+
+    async def _round(self) -> None:
+        await self.flush()
 
     async def flush(self) -> int:
         """Deliver what is due now; the number of outbox rows settled."""
