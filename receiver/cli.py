@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,72 @@ def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     print("\t".join(columns))
     for row in rows:
         print("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90s``, ``30m``, ``1h30m``, ``2d`` -> seconds."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 1h30m, 2d)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """No action starts on any replica until ``autoheal resume`` (or ``--for`` passes)."""
+    from datetime import UTC, datetime, timedelta
+
+    from receiver.db import repo
+    from receiver.db.engine import open_database
+
+    async def run() -> None:
+        db = open_database(_settings(args).database_url)
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=args.for_) if args.for_ else None
+        try:
+            async with db.transaction() as conn:
+                paused = await repo.pause.pause_all(conn, args.reason, _who(), now, until)
+        finally:
+            await db.dispose()
+        ends = f" until {paused.until.isoformat()}" if paused.until else " until resumed"
+        print(f"paused by {paused.by}{ends}: {paused.reason}")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from receiver.db import repo
+    from receiver.db.engine import open_database
+
+    async def run() -> None:
+        db = open_database(_settings(args).database_url)
+        try:
+            async with db.transaction() as conn:
+                was, woke = await repo.pause.resume(conn, datetime.now(UTC))
+        finally:
+            await db.dispose()
+        if was is None:
+            print("not paused")
+        else:
+            print(f"resumed (paused by {was.by}: {was.reason}); {woke} incident(s) due now")
+
+    asyncio.run(run())
+    return 0
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -195,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--playbooks")
     p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("pause", help="no action starts on any replica until resumed")
+    p.add_argument("--reason", required=True, help="why (recorded, shown to people)")
+    p.add_argument("--for", dest="for_", type=duration, help="ends by itself: 30m, 2h, 1d")
+    p.set_defaults(func=cmd_pause)
+    sub.add_parser("resume", help="end the pause").set_defaults(func=cmd_resume)
     p = sub.add_parser("incidents", help="list incidents")
     p.add_argument("--status")
     p.add_argument("--error-type")

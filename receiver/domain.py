@@ -150,6 +150,7 @@ class OutboxState(enum.StrEnum):
 class Guard(enum.StrEnum):
     """A rule that held an action back (the ``guard`` label of guard_refusals)."""
 
+    PAUSED = "paused"  # a person paused autoheal: no action starts anywhere
     SLOT = "slot"  # a templated value failed its slot's pattern
     MAX_RETRIES = "max_retries"
     TARGET_BUSY = "target_busy"  # another incident is acting on the same target
@@ -161,6 +162,7 @@ class Guard(enum.StrEnum):
 class LogReason(enum.StrEnum):
     """Why a heal log is not a plain success or failure (its ``reason`` column)."""
 
+    PAUSED = "paused"
     SLOT_REFUSED = "slot_refused"
     DRY_RUN = "dry_run"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -186,6 +188,17 @@ class ResolveKind(enum.StrEnum):
     ALERT_RESOLVED = "alert_resolved"  # Alertmanager sent the resolve
     QUIET = "quiet"  # a scheduler task stayed quiet through its verify window
     TASK_SUCCESS = "task_success"  # the scheduler's success ping
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """autoheal is paused: no action starts on any replica until it is resumed (or
+    ``until``, if set, passes). Incidents are still recorded; they wait."""
+
+    reason: str
+    by: str
+    at: datetime
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

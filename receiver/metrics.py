@@ -48,6 +48,7 @@ class StoreGauges:
     backlog: Gauge
     backlog_oldest: Gauge
     notifications_pending: Gauge
+    paused: Gauge
 
     async def refresh(self, db: Database) -> None:
         """Read them from the store. A store that cannot be read leaves them as they were:
@@ -58,6 +59,7 @@ class StoreGauges:
                 summary = await repo.status_summary(conn)
                 due, earliest = await repo.backlog(conn, now)
                 unsent = await repo.outbox.pending(conn)
+                paused = await repo.pause.read(conn, now)
         except (SQLAlchemyError, OSError) as exc:
             log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
             return
@@ -68,6 +70,7 @@ class StoreGauges:
         self.backlog.set(due)
         self.backlog_oldest.set(_age(now, earliest))
         self.notifications_pending.set(unsent)
+        self.paused.set(1 if paused is not None else 0)
 
 
 def _age(now: datetime, since: datetime | None) -> float:
@@ -207,6 +210,7 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             notifications_pending=gauge(
                 "notifications_pending", "Notifications in the outbox not yet delivered"
             ),
+            paused=gauge("paused", "1 while a person has paused autoheal (no action starts)"),
         ),
         playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),
     )

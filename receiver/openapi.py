@@ -126,6 +126,15 @@ class TelegramAnswer(_Open):
     answer: str | None = None
 
 
+class PauseState(BaseModel):
+    status: Literal["paused", "running"]
+    reason: str | None = None
+    by: str | None = None
+    since: str | None = None
+    until: str | None = None
+    woke: int | None = None  # on resume: incidents the pause held back, now due
+
+
 class Reloaded(BaseModel):
     status: Literal["reloaded"]
     playbooks: int

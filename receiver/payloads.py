@@ -155,6 +155,17 @@ class DecisionReport(BaseModel):
     by: Annotated[str, StringConstraints(max_length=100, strip_whitespace=True)] | None = None
 
 
+class PauseRequest(BaseModel):
+    """Pause autoheal: no action starts on any replica until it is resumed, or for
+    ``for_minutes``. ``by`` names the person for the record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+    by: Annotated[str, StringConstraints(max_length=100, strip_whitespace=True)] | None = None
+    for_minutes: Annotated[float, Field(gt=0, le=60 * 24 * 30)] | None = None
+
+
 class TelegramUser(BaseModel):
     id: int
     username: Annotated[str, StringConstraints(max_length=64)] | None = None

@@ -136,3 +136,18 @@ def test_replay_orders_playbooks_by_what_the_store_learned(tmp_path: Path) -> No
     asyncio.run(learn())
     after = autoheal("replay", str(report), env=env)
     assert "playbook 'second': would run docker restart -t 10 b" in after.stdout, after.stderr
+
+
+def test_pause_and_resume_from_the_command_line(tmp_path: Path) -> None:
+    env = {"AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"}
+    assert autoheal("db", "upgrade", env=env).returncode == 0
+    bad = autoheal("pause", "--reason", "x", "--for", "soon", env=env)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    paused = autoheal("pause", "--reason", "deploy", "--for", "1h30m", env=env)
+    assert paused.returncode == 0, paused.stderr
+    assert "paused by" in paused.stdout and ": deploy" in paused.stdout
+    assert "until" in paused.stdout
+    resumed = autoheal("resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed (paused by" in resumed.stdout and "0 incident(s) due now" in resumed.stdout
+    assert autoheal("resume", env=env).stdout.strip() == "not paused"

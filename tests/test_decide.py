@@ -21,6 +21,7 @@ from receiver.domain import (
     HealResult,
     IncidentStatus,
     LogReason,
+    Paused,
     ResolveKind,
     Severity,
     Source,
@@ -28,7 +29,7 @@ from receiver.domain import (
 from receiver.errors import SlotError
 from receiver.playbooks import Playbook
 from receiver.textmatch import TextPatterns
-from receiver.worker.decide import BUSY_RETRY, after_action, decide, verdict
+from receiver.worker.decide import BUSY_RETRY, PAUSE_RECHECK, after_action, decide, verdict
 from receiver.worker.decisions import (
     AskApproval,
     Case,
@@ -591,3 +592,57 @@ def test_a_claimed_row_that_was_healing_is_open_again() -> None:
     }
     assert Incident.of(row).status is IncidentStatus.OPEN
     assert one(Case(Incident.of(row), P)) == Start(P, 2)
+
+
+# --- pause (Stage 8, brake 1) -----------------------------------------------------------
+
+ANA = Paused("deploy of db", "ana (api)", NOW - M)
+
+
+def paused_output(p: Plan, until: datetime | None = None) -> str:
+    ends = f" until {until.isoformat()}" if until else ""
+    return f"paused by ana (api){ends}: deploy of db; would run {p.action_detail}"
+
+
+PAUSE = [
+    # (id, incident fields, plan, paused, expected)
+    ("nothing starts", {}, P, ANA, Defer(P, Guard.PAUSED, paused_output(P), NOW + PAUSE_RECHECK)),
+    (
+        "a pause with an end: look again then",
+        {},
+        P,
+        dataclasses.replace(ANA, until=NOW + 5 * M),
+        Defer(P, Guard.PAUSED, paused_output(P, NOW + 5 * M), NOW + 5 * M),
+    ),
+    (
+        "what runs nothing goes on: retries used",
+        {"retry_count": 3},
+        P,
+        ANA,
+        Escalate(EscalationReason.MAX_RETRIES, P, guard=Guard.MAX_RETRIES),
+    ),
+    (
+        "what runs nothing goes on: asking a person",
+        {},
+        ASKS,
+        ANA,
+        AskApproval(ASKS, 1, NOW + 30 * M),
+    ),
+    (
+        "a pause wins over the store rules (no budget, no lock taken)",
+        {},
+        P,
+        ANA,
+        Defer(P, Guard.PAUSED, paused_output(P), NOW + PAUSE_RECHECK),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "p", "paused", "expected"),
+    [row[1:] for row in PAUSE],
+    ids=[row[0] for row in PAUSE],
+)
+def test_a_pause(fields: dict[str, Any], p: Plan, paused: Paused, expected: Decision) -> None:
+    facts = Facts(NOW, budget_used=5, locks={"web": Held(OTHER, NOW + M)}, paused=paused)
+    assert one(Case(incident(**fields), p), Policy(budget=5), facts) == expected

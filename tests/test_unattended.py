@@ -385,7 +385,9 @@ async def test_readyz_reports_a_store_that_refuses_writes(
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert (await client.get("/readyz")).status == 200
     filler = small_disk / "filler"
-    with filler.open("wb") as out:  # every byte the filesystem has left
+    # Every byte the filesystem has left. Unbuffered: a buffer holding what did not fit
+    # would raise again when the file closes.
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)

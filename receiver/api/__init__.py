@@ -2,14 +2,14 @@
 
 One module per area, each with its own route table: ``ingest`` (webhooks in), ``incidents``
 (queries, approve and deny), ``telegram`` (button presses), ``operations`` (reload, health,
-the OpenAPI document); ``http`` has what they share.
+the OpenAPI document), ``pause`` (pause and resume); ``http`` has what they share.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from receiver.api import incidents, ingest, operations, telegram
+from receiver.api import incidents, ingest, operations, pause, telegram
 from receiver.api.http import error_middleware
 
 routes: list[web.AbstractRouteDef] = [
@@ -17,6 +17,7 @@ routes: list[web.AbstractRouteDef] = [
     *incidents.routes,
     *telegram.routes,
     *operations.routes,
+    *pause.routes,
 ]
 
 __all__ = ["error_middleware", "routes"]

@@ -282,6 +282,18 @@ knowledge = Table(
     UniqueConstraint("error_type", "signature", "playbook_id"),
 )
 
+pause = Table(
+    "pause",
+    metadata,
+    # At most one row (id 1): while it is there (and ``until``, if set, is ahead) no action
+    # starts on any replica. Incidents are still recorded; they wait.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("reason", Text, nullable=False),
+    Column("paused_by", String(200), nullable=False),
+    Column("paused_at", UTCDateTime(), nullable=False),
+    Column("until", UTCDateTime(), nullable=True),
+)
+
 action_budget = Table(
     "action_budget",
     metadata,

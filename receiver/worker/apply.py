@@ -23,6 +23,7 @@ from receiver.domain import (
     IncidentStatus,
     LogReason,
     NoticeEvent,
+    Paused,
 )
 from receiver.worker.decisions import (
     AfterAction,
@@ -54,6 +55,7 @@ def read_facts(
     plans: Sequence[Plan],
     *,
     budget: bool = True,
+    paused: Paused | None = None,
 ) -> Facts:
     """The guard rows these plans name, and (``budget``) the budget spent in this window."""
     targets = [p.target for p in plans if p.exclusive]
@@ -70,6 +72,7 @@ def read_facts(
         used,
         {t: Held(*held) for t, held in locks.items()},
         {pair: Held(*held) for pair, held in cooling.items()},
+        paused,
     )
 
 

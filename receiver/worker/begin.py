@@ -158,7 +158,10 @@ def _decide(
     after a few rounds (another replica racing for the same rows) looks again shortly."""
     policy = Policy.of(ctx.settings)
     hold = timedelta(seconds=ctx.settings.action_timeout_seconds + 30)
-    facts = apply.read_facts(conn, policy, w.now, [], budget=any(c.plan for c in cases))
+    planned = any(c.plan for c in cases)
+    # Read once per batch, where every replica decides: a pause holds them all at once.
+    paused = repo.pause.current(conn, w.now) if planned else None
+    facts = apply.read_facts(conn, policy, w.now, [], budget=planned, paused=paused)
     decided: dict[int, Decision] = {}
     todo = list(range(len(cases)))
     for _ in range(_TAKE_ROUNDS):
@@ -172,7 +175,7 @@ def _decide(
             return [decided[i] for i in range(len(cases))]
         todo = [i for i in todo if i in lost or _held_by_the_store(decided[i])]
         plans = [p for i in todo if (p := cases[i].plan) is not None]
-        facts = apply.read_facts(conn, policy, w.now, plans)
+        facts = apply.read_facts(conn, policy, w.now, plans, paused=paused)
     for i in todo:
         plan = cases[i].plan
         if isinstance(decided[i], Start) and plan is not None:

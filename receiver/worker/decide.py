@@ -54,6 +54,9 @@ from receiver.worker.plan import Plan
 
 # How soon an incident held back by another one acting on its target looks again.
 BUSY_RETRY = timedelta(seconds=2)
+# How long an incident held back by a pause without an end waits before it looks again
+# (resuming wakes the ones it held back at once; this is the net under it).
+PAUSE_RECHECK = timedelta(minutes=15)
 
 
 def verdict(incident: Incident, facts: Facts) -> Verdict:
@@ -79,12 +82,26 @@ def verdict(incident: Incident, facts: Facts) -> Verdict:
 def decide(cases: Sequence[Case], policy: Policy, facts: Facts) -> list[Decision]:
     """One decision per case, in order."""
     decided = [_alone(c, policy, facts) for c in cases]
+    if facts.paused is not None:
+        # Nothing starts; what needs no action (escalations, asking a person) goes on.
+        return [_paused(d, facts) if isinstance(d, Start) else d for d in decided]
     starts = [(i, d) for i, d in enumerate(decided) if isinstance(d, Start)]
     if starts:
         held = _in_store([(cases[i].incident, d) for i, d in starts], policy, facts)
         for (i, _), d in zip(starts, held, strict=True):
             decided[i] = d
     return decided
+
+
+def _paused(start: Start, facts: Facts) -> Decision:
+    paused, now = facts.paused, facts.now
+    assert paused is not None
+    until = now + PAUSE_RECHECK
+    if paused.until is not None:
+        until = min(until, paused.until)
+    ends = f" until {paused.until.isoformat()}" if paused.until is not None else ""
+    output = f"paused by {paused.by}{ends}: {paused.reason}; would run {start.plan.action_detail}"
+    return Defer(start.plan, Guard.PAUSED, output, until)
 
 
 def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:

@@ -18,6 +18,7 @@ from receiver.domain import (
     HealResult,
     IncidentStatus,
     LogReason,
+    Paused,
     ResolveKind,
 )
 from receiver.worker.plan import Plan
@@ -113,6 +114,7 @@ class Facts:
     budget_used: int = 0  # actions taken in the budget's current window
     locks: Mapping[str, Held] = field(default_factory=dict)  # target -> holder, until
     cooldowns: Mapping[tuple[int, str], Held] = field(default_factory=dict)  # -> holder, since
+    paused: Paused | None = None  # a person paused autoheal: no action starts
 
 
 # --- what a rule decides ----------------------------------------------------------------

@@ -11,7 +11,7 @@ The modules:
   the escalator read of them;
 - ``heal_logs``: one row per attempt;
 - ``playbooks``: YAML synced in by name, counts;
-- ``guards``: cooldown, per-target lock and action budget rows;
+- ``guards``: cooldown, per-target lock and action budget rows; ``pause``: the pause row;
 - ``outbox``: notifications queued with the state change, claimed and settled by the sender;
 - ``knowledge``: heal outcomes per (error type, signature, playbook); ``outcomes`` writes
   them with the notification wherever a repair ends.
@@ -24,6 +24,7 @@ from receiver.db.repo import (
     knowledge,
     outbox,
     outcomes,
+    pause,
     playbooks,
     reports,
     retention,
@@ -52,6 +53,7 @@ __all__ = [
     "next_due",
     "outbox",
     "outcomes",
+    "pause",
     "plan_ingest",
     "playbooks",
     "reports",
