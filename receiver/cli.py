@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.errors import AutohealError
+
+if TYPE_CHECKING:
+    from receiver.db.engine import Database
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
@@ -92,22 +96,29 @@ def duration(text: str) -> float:
     return sum(float(n) * _UNIT[u] for n, u in parts)
 
 
+@contextlib.asynccontextmanager
+async def _store(args: argparse.Namespace) -> AsyncIterator[Database]:
+    """The store the settings name, closed when the command is done with it."""
+    from receiver.db.engine import open_database
+
+    db = open_database(_settings(args).database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     """No action starts on any replica until ``autoheal resume`` (or ``--for`` passes)."""
     from datetime import UTC, datetime, timedelta
 
     from receiver.db import repo
-    from receiver.db.engine import open_database
 
     async def run() -> None:
-        db = open_database(_settings(args).database_url)
         now = datetime.now(UTC)
         until = now + timedelta(seconds=args.for_) if args.for_ else None
-        try:
-            async with db.transaction() as conn:
-                paused = await repo.pause.pause_all(conn, args.reason, _who(), now, until)
-        finally:
-            await db.dispose()
+        async with _store(args) as db, db.transaction() as conn:
+            paused = await repo.pause.pause_all(conn, args.reason, _who(), now, until)
         ends = f" until {paused.until.isoformat()}" if paused.until else " until resumed"
         print(f"paused by {paused.by}{ends}: {paused.reason}")
 
@@ -119,15 +130,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from receiver.db import repo
-    from receiver.db.engine import open_database
 
     async def run() -> None:
-        db = open_database(_settings(args).database_url)
-        try:
-            async with db.transaction() as conn:
-                was, woke = await repo.pause.resume(conn, datetime.now(UTC))
-        finally:
-            await db.dispose()
+        async with _store(args) as db, db.transaction() as conn:
+            was, woke = await repo.pause.resume(conn, datetime.now(UTC))
         if was is None:
             print("not paused")
         else:
@@ -148,21 +154,12 @@ def _who() -> str:
 
 def cmd_incidents(args: argparse.Namespace) -> int:
     from receiver.db import repo
-    from receiver.db.engine import open_database
 
     async def run() -> None:
-        db = open_database(_settings(args).database_url)
-        try:
-            async with db.reading() as conn:
-                rows, total = await repo.list_incidents(
-                    conn,
-                    status=args.status,
-                    error_type=args.error_type,
-                    limit=args.limit,
-                    offset=0,
-                )
-        finally:
-            await db.dispose()
+        async with _store(args) as db, db.reading() as conn:
+            rows, total = await repo.list_incidents(
+                conn, status=args.status, error_type=args.error_type, limit=args.limit, offset=0
+            )
         _print_rows(
             rows,
             [
@@ -183,15 +180,10 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 def cmd_playbooks(args: argparse.Namespace) -> int:
     from receiver.db import repo
-    from receiver.db.engine import open_database
 
     async def run() -> None:
-        db = open_database(_settings(args).database_url)
-        try:
-            async with db.reading() as conn:
-                rows = await repo.list_playbooks(conn)
-        finally:
-            await db.dispose()
+        async with _store(args) as db, db.reading() as conn:
+            rows = await repo.list_playbooks(conn)
         _print_rows(
             rows,
             ["id", "name", "error_type", "action_type", "is_active", "success_count", "fail_count"],
@@ -203,17 +195,12 @@ def cmd_playbooks(args: argparse.Namespace) -> int:
 
 def cmd_knowledge(args: argparse.Namespace) -> int:
     from receiver.db import repo
-    from receiver.db.engine import open_database
 
     async def run() -> None:
-        db = open_database(_settings(args).database_url)
-        try:
-            async with db.reading() as conn:
-                rows = await repo.knowledge.list_knowledge(
-                    conn, error_type=args.error_type, playbook=args.playbook, limit=args.limit
-                )
-        finally:
-            await db.dispose()
+        async with _store(args) as db, db.reading() as conn:
+            rows = await repo.knowledge.list_knowledge(
+                conn, error_type=args.error_type, playbook=args.playbook, limit=args.limit
+            )
         _print_rows(
             rows,
             [
@@ -235,16 +222,12 @@ def cmd_knowledge(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from receiver.db.engine import open_database
     from receiver.db.migrate import current_revision, upgrade
 
     async def run() -> str | None:
-        db = open_database(_settings(args).database_url)
-        try:
+        async with _store(args) as db:
             await upgrade(db)
             return await current_revision(db)
-        finally:
-            await db.dispose()
 
     print(f"database at revision {asyncio.run(run())}")
     return 0

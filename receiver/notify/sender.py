@@ -25,7 +25,7 @@ from typing import Any
 from receiver.background import repeat, tasks
 from receiver.db.engine import Database
 from receiver.db.repo import outbox
-from receiver.domain import NoticeEvent
+from receiver.domain import NoticeEvent, OutboxState
 from receiver.metrics import Metrics
 from receiver.notify.base import Notice, Notifier, NotifyError
 
@@ -69,7 +69,7 @@ class OutboxSender:
         self.batch_seconds = batch_seconds
         self.summary_after = summary_after
         for channel in notifiers:
-            for result in (outbox.SENT, "retry", outbox.FAILED):
+            for result in (OutboxState.SENT, "retry", OutboxState.FAILED):
                 metrics.notifications.labels(channel, result)
 
     @contextlib.asynccontextmanager
@@ -102,7 +102,7 @@ class OutboxSender:
             notifier = self.notifiers.get(channel)
             if notifier is None:
                 # Queued while the channel was configured; this replica has no such channel.
-                await self._settle(channel, group, outbox.FAILED, "channel not configured")
+                await self._settle(channel, group, OutboxState.FAILED, "channel not configured")
                 settled += len(group)
                 continue
             # Approval requests carry their own buttons: never folded into a summary.
@@ -125,9 +125,9 @@ class OutboxSender:
                 await self._settle(channel, rows, "retry", str(exc))
             else:
                 log.error("outbox: %s refused the message for good: %s", channel, exc)
-                await self._settle(channel, rows, outbox.FAILED, str(exc))
+                await self._settle(channel, rows, OutboxState.FAILED, str(exc))
             return
-        await self._settle(channel, rows, outbox.SENT, None)
+        await self._settle(channel, rows, OutboxState.SENT, None)
 
     async def _send(self, notifier: Notifier, notices: Sequence[Notice]) -> None:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
@@ -154,7 +154,7 @@ class OutboxSender:
                 ids,
                 self.owner,
                 now,
-                status=outbox.PENDING if status == "retry" else status,
+                status=OutboxState.PENDING if status == "retry" else status,
                 error=error,
                 retry_at=retry_at,
             )

@@ -20,7 +20,7 @@ from receiver.worker import apply
 from receiver.worker.begin import Started
 from receiver.worker.context import StepContext
 from receiver.worker.decide import after_action
-from receiver.worker.decisions import Facts, Policy
+from receiver.worker.decisions import Facts
 from receiver.worker.writes import Writes
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
     (``decide.after_action``). An incident no longer healing under this replica's lease
     keeps its state."""
     w = Writes(ctx.owner, now, ctx.notify)
-    policy, facts = Policy.of(ctx.settings), Facts(now)
+    policy, facts = ctx.policy, Facts(now)
     for d in done:
         row, plan, outcome = d.started.row, d.started.plan, d.outcome
         playbook, incident_id = plan.playbook, row["id"]

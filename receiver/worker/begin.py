@@ -39,7 +39,6 @@ from receiver.worker.decisions import (
     Facts,
     Incident,
     NotHeld,
-    Policy,
     Start,
 )
 from receiver.worker.plan import Plan, incident_signal, make_plan, matching
@@ -156,7 +155,7 @@ def _decide(
     decided again on the rows as they are now: a lock or a unit of budget a loser did not
     use goes to the next one in order, as if the rows had been read first. What still loses
     after a few rounds (another replica racing for the same rows) looks again shortly."""
-    policy = Policy.of(ctx.settings)
+    policy = ctx.policy
     hold = timedelta(seconds=ctx.settings.action_timeout_seconds + 30)
     planned = any(c.plan for c in cases)
     # Read once per batch, where every replica decides: a pause holds them all at once.

@@ -11,6 +11,7 @@ from receiver.actions import Action
 from receiver.config import Settings
 from receiver.notify.notices import Announcer
 from receiver.resources import Resources
+from receiver.worker.decisions import Policy
 
 
 def now() -> datetime:
@@ -23,5 +24,6 @@ class StepContext:
     owner: str  # names this replica in leases and heal logs
     resources: Resources | None
     scope: Mapping[str, Any]  # what actions validate templated values against (param_scope)
+    policy: Policy  # the settings the rules read, taken from ``settings`` once
     actions: Mapping[str, Action]  # what runs an action of each kind
     notify: Announcer  # where escalations and heals are announced (outbox rows)

@@ -42,6 +42,7 @@ from receiver.resources import Resources
 from receiver.worker.act import Done, record, run_action
 from receiver.worker.begin import Started, begin
 from receiver.worker.context import StepContext, now
+from receiver.worker.decisions import Policy
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,13 @@ class HealWorker:
         self.metrics = metrics
         self.on_escalated = on_escalated  # e.g. post to Alertmanager soon
         self.ctx = StepContext(
-            settings, self.owner, resources, settings.param_scope(), actions, announcer(settings)
+            settings,
+            self.owner,
+            resources,
+            settings.param_scope(),
+            Policy.of(settings),
+            actions,
+            announcer(settings),
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet

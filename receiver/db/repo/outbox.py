@@ -19,8 +19,6 @@ from receiver.db.repo.reports import with_playbook_name
 from receiver.db.schema import heal_logs, incidents, outbox
 from receiver.domain import HealResult, NoticeEvent, OutboxState
 
-PENDING, SENT, FAILED = OutboxState.PENDING, OutboxState.SENT, OutboxState.FAILED
-
 
 class Announce(Protocol):
     """Writes the notices of an outcome in the transaction that makes it (``notify/``
@@ -45,7 +43,7 @@ def enqueue(
             "event": event.value,
             "incident_id": incident_id,
             "payload": payload,
-            "status": PENDING.value,
+            "status": OutboxState.PENDING.value,
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
@@ -93,7 +91,7 @@ async def claim(
     rows = await lease_rows(
         conn,
         outbox,
-        and_(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now),
+        and_(outbox.c.status == OutboxState.PENDING.value, outbox.c.next_attempt_at <= now),
         outbox.c.id,
         or_(
             outbox.c.lease_until.is_(None),
@@ -120,10 +118,10 @@ async def finish(
 ) -> int:
     """Settle rows this owner holds: sent, failed for good, or pending again at ``retry_at``."""
     values: dict[str, Any] = {"lease_owner": None, "lease_until": None, "last_error": error}
-    if status == SENT:
-        values.update(status=SENT, sent_at=now)
-    elif status == FAILED:
-        values.update(status=FAILED, attempts=outbox.c.attempts + 1)
+    if status == OutboxState.SENT:
+        values.update(status=OutboxState.SENT.value, sent_at=now)
+    elif status == OutboxState.FAILED:
+        values.update(status=OutboxState.FAILED.value, attempts=outbox.c.attempts + 1)
     else:
         assert retry_at is not None
         values.update(next_attempt_at=retry_at, attempts=outbox.c.attempts + 1)
@@ -139,7 +137,9 @@ async def pending(conn: AsyncConnection) -> int:
     """Rows still to deliver (for the gauge)."""
     return int(
         await conn.scalar(
-            select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.status == OutboxState.PENDING.value)
         )
         or 0
     )

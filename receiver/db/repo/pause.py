@@ -49,14 +49,12 @@ async def pause_all(
 async def resume(conn: AsyncConnection, now: datetime) -> tuple[Paused | None, int]:
     """End the pause. The incidents it held back are due at once (not at the recheck the
     pause gave them); returns the pause that was in force and how many incidents woke."""
-    was = await read(conn, now)
     row = (await conn.execute(_CURRENT)).first()
-    await conn.execute(delete(pause))
     if row is None:
-        return was, 0
-    paused_at = row.paused_at
+        return None, 0
+    await conn.execute(delete(pause))
     held = select(heal_logs.c.incident_id).where(
-        heal_logs.c.reason == LogReason.PAUSED.value, heal_logs.c.created_at >= paused_at
+        heal_logs.c.reason == LogReason.PAUSED.value, heal_logs.c.created_at >= row.paused_at
     )
     woke = await conn.execute(
         update(incidents)
@@ -69,4 +67,4 @@ async def resume(conn: AsyncConnection, now: datetime) -> tuple[Paused | None, i
         )
         .values(next_attempt_at=now)
     )
-    return was, int(woke.rowcount)
+    return _paused(row, now), int(woke.rowcount)
