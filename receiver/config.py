@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from receiver.errors import ConfigError
 from receiver.inventory import DEFAULT_COMMANDS, HostConfig, Inventory, build_inventory
+from receiver.timeintervals import TimeIntervalModel, Windows, build_windows
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -115,6 +116,11 @@ class Settings(BaseModel):
     alertmanager_token: SecretStr | None = None
     alertmanager_token_file: Path | None = None
     alertmanager_repost_seconds: float = Field(default=60.0, gt=0)
+    # Maintenance windows, in Alertmanager's time_intervals syntax (config file), and the
+    # names that hold every playbook's actions back (see README, Maintenance windows).
+    time_intervals: list[TimeIntervalModel] = Field(default_factory=list)
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
@@ -183,6 +189,10 @@ class Settings(BaseModel):
         object.__setattr__(
             self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
         )
+        windows = build_windows(
+            self.time_intervals, self.mute_time_intervals, self.active_time_intervals
+        )
+        object.__setattr__(self, "_windows", windows)
         return self
 
     def secrets(self) -> list[str]:
@@ -209,8 +219,19 @@ class Settings(BaseModel):
         return values
 
     def param_scope(self) -> dict[str, Any]:
-        """What action parameters are validated against: known hosts, commands, base URLs."""
-        return {"inventory": self.inventory, "http_allow": tuple(self.http_allow)}
+        """What playbooks are validated against: known hosts, commands, base URLs (action
+        parameters) and time intervals (brakes)."""
+        return {
+            "inventory": self.inventory,
+            "http_allow": tuple(self.http_allow),
+            "windows": self.windows,
+        }
+
+    @property
+    def windows(self) -> Windows:
+        """The compiled time intervals and the global mute/active names."""
+        windows: Windows = self.__dict__["_windows"]
+        return windows
 
     @property
     def inventory(self) -> Inventory:

@@ -122,6 +122,8 @@ class EscalationReason(enum.StrEnum):
     # The fault came back within the cooldown of the playbook that repaired its target: the
     # repair did not hold, and repeating it at once is the restart loop cooldowns prevent.
     RECURRED = "recurred"
+    # The action fell in a maintenance window and its playbook says escalate, not wait.
+    MAINTENANCE = "maintenance"
 
 
 class NoticeEvent(enum.StrEnum):
@@ -157,12 +159,14 @@ class Guard(enum.StrEnum):
     COOLDOWN = "cooldown"  # the (playbook, target) acted on recently
     APPROVAL = "approval"  # waits for a person
     BUDGET = "budget"  # the global action budget for the window was spent
+    MAINTENANCE = "maintenance"  # a mute time interval, or outside the active ones
 
 
 class LogReason(enum.StrEnum):
     """Why a heal log is not a plain success or failure (its ``reason`` column)."""
 
     PAUSED = "paused"
+    MAINTENANCE = "maintenance"
     SLOT_REFUSED = "slot_refused"
     DRY_RUN = "dry_run"
     AWAITING_APPROVAL = "awaiting_approval"

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from receiver.actions import ACTIONS, Action
+from receiver.brakes import BrakeError, Brakes, BrakesModel
 from receiver.classify import CLASSIFIERS_FILE, Classifier
 from receiver.domain import ErrorType, Severity, Signal, strict_severity
 from receiver.errors import PlaybookError
@@ -34,7 +35,7 @@ class _ActionModel(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class _PlaybookModel(BaseModel):
+class _PlaybookModel(BrakesModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
     description: str = ""
@@ -83,6 +84,7 @@ class Playbook:
     priority: int
     approval_required: bool = False
     approval_timeout_minutes: float = 30
+    brakes: Brakes = field(default_factory=Brakes)
 
     def matches(self, signal: Signal, folded_text: str | None = None) -> bool:
         """Error type, minimum severity, label matchers, then ANY pattern."""
@@ -138,6 +140,7 @@ class Playbook:
             "priority": self.priority,
             "approval": "required" if self.approval_required else "none",
             "approval_timeout_minutes": self.approval_timeout_minutes,
+            **self.brakes.definition(),
             "file": self.file,
         }
 
@@ -220,6 +223,10 @@ def _build(
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise fail(f"action.params.{loc}" if loc else "action.params", err["msg"]) from exc
+    try:
+        brakes = Brakes.of(model, scope)
+    except BrakeError as exc:
+        raise fail(exc.field, str(exc)) from exc
     return Playbook(
         name=model.name,
         file=file,
@@ -240,6 +247,7 @@ def _build(
         priority=model.priority,
         approval_required=model.approval == "required",
         approval_timeout_minutes=model.approval_timeout_minutes,
+        brakes=brakes,
     )
 
 

@@ -42,6 +42,45 @@ def test_check_names_file_playbook_and_field(tmp_path: Path) -> None:
     assert "action.type" in result.stderr
 
 
+def test_check_validates_maintenance_windows(tmp_path: Path) -> None:
+    config = tmp_path / "autoheal.yaml"
+    config.write_text(
+        "time_intervals:\n"
+        "  - name: always\n"
+        "    time_intervals: [{times: [{start_time: '00:00', end_time: '24:00'}]}]\n"
+        "  - name: weekends\n"
+        "    time_intervals: [{weekdays: [saturday, sunday], location: Europe/Berlin}]\n"
+    )
+    folder = tmp_path / "playbooks"
+    folder.mkdir()
+    playbook = folder / "p.yaml"
+    text = (
+        "playbooks:\n  - name: restart web\n    error_type: OOM\n"
+        "    action: {type: docker_restart, params: {container: web}}\n"
+        "    mute_time_intervals: [always]\n"
+    )
+    playbook.write_text(text)
+    result = autoheal("--config", str(config), "check", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "mute time interval 'always': holding actions now, no end within 31 days" in (
+        result.stdout
+    )
+    assert "time intervals: 2" in result.stdout
+    # A name the settings do not define: the file, playbook and field are named.
+    playbook.write_text(text.replace("[always]", "[nightly]"))
+    result = autoheal("--config", str(config), "check", str(folder))
+    assert result.returncode == 2
+    assert "p.yaml" in result.stderr and "mute_time_intervals" in result.stderr
+    assert "'nightly'" in result.stderr
+    # Alertmanager's own rule: a weekday range may not wrap around Sunday.
+    config.write_text(
+        "time_intervals:\n  - name: w\n    time_intervals: [{weekdays: ['saturday:sunday']}]\n"
+    )
+    result = autoheal("--config", str(config), "check", str(folder))
+    assert result.returncode == 2
+    assert "'saturday:sunday' ends before it begins" in result.stderr
+
+
 def test_replay_shows_decision_without_acting() -> None:
     result = autoheal("replay", str(FIXTURES / "firing.json"))
     assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from receiver.actions.base import ActionParams
+from receiver.brakes import Brakes
 from receiver.domain import (
     ErrorType,
     EscalationReason,
@@ -29,6 +30,7 @@ from receiver.domain import (
 from receiver.errors import SlotError
 from receiver.playbooks import Playbook
 from receiver.textmatch import TextPatterns
+from receiver.timeintervals import TimeIntervalModel, build_windows
 from receiver.worker.decide import BUSY_RETRY, PAUSE_RECHECK, after_action, decide, verdict
 from receiver.worker.decisions import (
     AskApproval,
@@ -646,3 +648,115 @@ PAUSE = [
 def test_a_pause(fields: dict[str, Any], p: Plan, paused: Paused, expected: Decision) -> None:
     facts = Facts(NOW, budget_used=5, locks={"web": Held(OTHER, NOW + M)}, paused=paused)
     assert one(Case(incident(**fields), p), Policy(budget=5), facts) == expected
+
+
+# --- maintenance windows (Stage 8, brake 2) ---------------------------------------------
+
+# NOW is Friday 2026-12-04 12:00 UTC.
+LUNCH = {"times": [{"start_time": "11:30", "end_time": "13:00"}]}
+WEEKEND = {"weekdays": ["saturday", "sunday"]}
+WINDOWS = build_windows(
+    [
+        TimeIntervalModel.model_validate({"name": "lunch", "time_intervals": [LUNCH]}),
+        TimeIntervalModel.model_validate({"name": "weekend", "time_intervals": [WEEKEND]}),
+    ],
+    [],
+    [],
+)
+
+
+def brakes(**fields: Any) -> Brakes:
+    return Brakes(**fields)
+
+
+MUTED = plan(brakes=brakes(mute_time_intervals=("lunch",)))
+MUTED_ESCALATES = plan(brakes=brakes(mute_time_intervals=("lunch",), escalate_in_maintenance=True))
+WEEKENDS_ONLY = plan(brakes=brakes(active_time_intervals=("weekend",)))
+MUTED_ASKS = plan(brakes=brakes(mute_time_intervals=("lunch",)), approval_required=True)
+MUTED_DRY = plan(brakes=brakes(mute_time_intervals=("lunch",)), dry_run=True)
+LUNCH_ENDS = datetime(2026, 12, 4, 13, 0, tzinfo=UTC)
+SATURDAY = datetime(2026, 12, 5, tzinfo=UTC)
+
+
+def held_for_lunch(p: Plan) -> Defer:
+    output = f"in mute time interval 'lunch' (until {LUNCH_ENDS.isoformat()}); would run "
+    return Defer(p, Guard.MAINTENANCE, output + p.action_detail, LUNCH_ENDS)
+
+
+MAINTENANCE = [
+    # (id, policy, plan, expected)
+    (
+        "a playbook's mute window: wait for its end",
+        Policy(windows=WINDOWS),
+        MUTED,
+        held_for_lunch(MUTED),
+    ),
+    (
+        "or escalate, if the playbook says so",
+        Policy(windows=WINDOWS),
+        MUTED_ESCALATES,
+        Escalate(
+            EscalationReason.MAINTENANCE,
+            MUTED_ESCALATES,
+            Note(
+                HealResult.SKIPPED,
+                LogReason.MAINTENANCE,
+                "in mute time interval 'lunch'; would run restart web",
+                1,
+            ),
+            Guard.MAINTENANCE,
+        ),
+    ),
+    (
+        "outside the playbook's active window: wait for it to open",
+        Policy(windows=WINDOWS),
+        WEEKENDS_ONLY,
+        Defer(
+            WEEKENDS_ONLY,
+            Guard.MAINTENANCE,
+            f"outside active time intervals 'weekend' (until {SATURDAY.isoformat()}); "
+            "would run restart web",
+            SATURDAY,
+        ),
+    ),
+    (
+        "a global mute window holds every playbook",
+        Policy(windows=dataclasses.replace(WINDOWS, mute=("lunch",))),
+        P,
+        held_for_lunch(P),
+    ),
+    (
+        "nobody is asked to approve what may not run yet",
+        Policy(windows=WINDOWS),
+        MUTED_ASKS,
+        held_for_lunch(MUTED_ASKS),
+    ),
+    (
+        "a dry run still says what it would do",
+        Policy(windows=WINDOWS),
+        MUTED_DRY,
+        Escalate(
+            EscalationReason.DRY_RUN,
+            MUTED_DRY,
+            Note(HealResult.DRY_RUN, LogReason.DRY_RUN, "dry run: would run restart web", 1),
+        ),
+    ),
+    ("no window contains now: it starts", Policy(windows=WINDOWS), WEEKENDS_ONLY, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "p", "expected"),
+    [row[1:] for row in MAINTENANCE],
+    ids=[row[0] for row in MAINTENANCE],
+)
+def test_a_maintenance_window(policy: Policy, p: Plan, expected: Decision | None) -> None:
+    at = NOW if expected is not None else SATURDAY + timedelta(hours=12)
+    d = one(Case(incident(), p), policy, Facts(at))
+    assert d == (expected if expected is not None else Start(p, 1))
+
+
+def test_a_window_holds_before_the_store_rules_take_anything() -> None:
+    facts = Facts(NOW, budget_used=0, locks={"web": Held(OTHER, NOW + M)})
+    d = one(Case(incident(), MUTED), Policy(budget=1, windows=WINDOWS), facts)
+    assert isinstance(d, Defer) and d.guard is Guard.MAINTENANCE

@@ -32,6 +32,7 @@ REASONS: dict[EscalationReason, str] = {
         "the fault came back within the playbook's cooldown after a repair: the repair did not "
         "hold, and repeating it now would be a restart loop"
     ),
+    _R.MAINTENANCE: "it came in a maintenance window; nothing was executed",
 }
 
 

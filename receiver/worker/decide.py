@@ -5,7 +5,8 @@ An incident passes through three rules in turn; each is a plain function of valu
 1. ``verdict``: a repair under verification held (resolve), did not (plan again), or the
    window is still open (wait).
 2. ``decide``: for a batch, in order, the rules that need no store (no playbook, approval,
-   slot check, max retries, dry run, approval required), then those that read the store's
+   slot check, max retries, dry run, maintenance windows, approval required), then those
+   that read the store's
    ``Facts`` (the global budget, one action per target, cooldown per playbook and target).
    A unit of budget an incident held back does not use goes to the next one the budget
    refused.
@@ -31,6 +32,7 @@ from receiver.domain import (
     Source,
 )
 from receiver.errors import SlotError
+from receiver.timeintervals import HORIZON
 from receiver.worker.decisions import (
     AfterAction,
     AskApproval,
@@ -125,10 +127,33 @@ def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
         output = f"dry run: would run {plan.action_detail}"
         note = Note(HealResult.DRY_RUN, LogReason.DRY_RUN, output, attempt)
         return Escalate(EscalationReason.DRY_RUN, plan, note)
+    held = _maintenance(plan, attempt, policy, now)
+    if held is not None:
+        return held
     if playbook.approval_required and not approved(incident, attempt):
         deadline = now + timedelta(minutes=playbook.approval_timeout_minutes)
         return AskApproval(plan, attempt, deadline)
     return Start(plan, attempt)
+
+
+def _maintenance(plan: Plan, attempt: int, policy: Policy, now: datetime) -> Decision | None:
+    """A mute time interval (global or the playbook's) contains now, or active ones are set
+    and none does: wait for the window's end, or escalate if the playbook says so. Asked
+    before approval: nobody is asked to approve what may not run yet."""
+    brakes, windows = plan.playbook.brakes, policy.windows
+    mute, active = brakes.mute_time_intervals, brakes.active_time_intervals
+    why = windows.holding(now, mute, active)
+    if why is None:
+        return None
+    if brakes.escalate_in_maintenance:
+        output = f"{why}; would run {plan.action_detail}"
+        note = Note(HealResult.SKIPPED, LogReason.MAINTENANCE, output, attempt)
+        return Escalate(EscalationReason.MAINTENANCE, plan, note, Guard.MAINTENANCE)
+    ends = windows.held_until(now, mute, active)
+    until = ends if ends is not None else now + HORIZON
+    said = f"until {ends.isoformat()}" if ends is not None else "no end within 31 days"
+    output = f"{why} ({said}); would run {plan.action_detail}"
+    return Defer(plan, Guard.MAINTENANCE, output, until)
 
 
 def approved(incident: Incident, attempt: int) -> bool:

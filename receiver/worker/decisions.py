@@ -21,6 +21,7 @@ from receiver.domain import (
     Paused,
     ResolveKind,
 )
+from receiver.timeintervals import Windows
 from receiver.worker.plan import Plan
 
 # --- what a rule reads ------------------------------------------------------------------
@@ -86,6 +87,8 @@ class Policy:
     budget_window_seconds: float = 60
     retry_backoff: timedelta = timedelta(seconds=30)
     default_verify_seconds: float = 120
+    # The time intervals, and the names that mute (or are the only times for) every action.
+    windows: Windows = field(default_factory=Windows)
 
     @classmethod
     def of(cls, settings: Settings) -> Policy:
@@ -95,6 +98,7 @@ class Policy:
             budget_window_seconds=settings.action_budget_window_seconds,
             retry_backoff=timedelta(seconds=settings.retry_backoff_seconds),
             default_verify_seconds=settings.default_verify_seconds,
+            windows=settings.windows,
         )
 
 

@@ -1,0 +1,59 @@
+"""A playbook's brakes: the fields that hold its actions back (Stage 8), in one place.
+
+They sit at the playbook's top level in YAML (``mute_time_intervals: [...]`` beside
+``cooldown_minutes``); ``BrakesModel`` is mixed into the playbook's model, ``Brakes`` is what
+the rules read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from receiver.timeintervals import Name, Windows
+
+
+class BrakesModel(BaseModel):
+    # Names from the settings' time_intervals: no action while one of the mute ones
+    # contains now; with active ones, actions only while one does.
+    mute_time_intervals: list[Name] = Field(default_factory=list)
+    active_time_intervals: list[Name] = Field(default_factory=list)
+    # In a maintenance window: wait for its end (then look again), or escalate at once.
+    in_maintenance: Literal["wait", "escalate"] = "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Brakes:
+    mute_time_intervals: tuple[str, ...] = ()
+    active_time_intervals: tuple[str, ...] = ()
+    escalate_in_maintenance: bool = False
+
+    @classmethod
+    def of(cls, model: BrakesModel, scope: Mapping[str, Any]) -> Brakes:
+        """Validated against the scope's ``windows``: ValueError is (field, message)."""
+        windows: Windows = scope.get("windows") or Windows()
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            missing = windows.unknown(getattr(model, key))
+            if missing:
+                raise BrakeError(key, f"no time interval named {missing[0]!r} in the settings")
+        return cls(
+            mute_time_intervals=tuple(model.mute_time_intervals),
+            active_time_intervals=tuple(model.active_time_intervals),
+            escalate_in_maintenance=model.in_maintenance == "escalate",
+        )
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "mute_time_intervals": list(self.mute_time_intervals),
+            "active_time_intervals": list(self.active_time_intervals),
+            "in_maintenance": "escalate" if self.escalate_in_maintenance else "wait",
+        }
+
+
+class BrakeError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
