@@ -23,6 +23,10 @@ class BrakesModel(BaseModel):
     active_time_intervals: list[Name] = Field(default_factory=list)
     # In a maintenance window: wait for its end (then look again), or escalate at once.
     in_maintenance: Literal["wait", "escalate"] = "wait"
+    # More actions than this on one target within the window (across incidents and
+    # playbooks) quarantine it until a person lifts it; unset: the settings' default; 0: off.
+    quarantine_after: int | None = Field(default=None, ge=0, le=10_000)
+    quarantine_window_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,8 @@ class Brakes:
     mute_time_intervals: tuple[str, ...] = ()
     active_time_intervals: tuple[str, ...] = ()
     escalate_in_maintenance: bool = False
+    quarantine_after: int | None = None  # None: the settings' default
+    quarantine_window_minutes: float | None = None
 
     @classmethod
     def of(cls, model: BrakesModel, scope: Mapping[str, Any]) -> Brakes:
@@ -43,6 +49,8 @@ class Brakes:
             mute_time_intervals=tuple(model.mute_time_intervals),
             active_time_intervals=tuple(model.active_time_intervals),
             escalate_in_maintenance=model.in_maintenance == "escalate",
+            quarantine_after=model.quarantine_after,
+            quarantine_window_minutes=model.quarantine_window_minutes,
         )
 
     def definition(self) -> dict[str, Any]:
@@ -50,6 +58,8 @@ class Brakes:
             "mute_time_intervals": list(self.mute_time_intervals),
             "active_time_intervals": list(self.active_time_intervals),
             "in_maintenance": "escalate" if self.escalate_in_maintenance else "wait",
+            "quarantine_after": self.quarantine_after,
+            "quarantine_window_minutes": self.quarantine_window_minutes,
         }
 
 

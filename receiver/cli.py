@@ -169,6 +169,36 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List quarantined targets, or lift one (exit 1: it was not quarantined)."""
+    from datetime import UTC, datetime
+
+    from receiver.db import repo
+
+    async def run() -> int:
+        async with _store(args) as db:
+            if args.action == "list":
+                async with db.reading() as conn:
+                    held = await repo.quarantine.list_held(conn)
+                for q in held:
+                    print(f"{q.target}\tsince {q.since.isoformat()}\t{q.reason}")
+                if not held:
+                    print("no target is quarantined")
+                return 0
+            if not args.target:
+                print("autoheal quarantine lift: name the TARGET", file=sys.stderr)
+                return 2
+            async with db.transaction() as conn:
+                lifted = await repo.quarantine.lift(conn, args.target, _who(), datetime.now(UTC))
+        if lifted is None:
+            print(f"{args.target} is not quarantined", file=sys.stderr)
+            return 1
+        print(f"lifted the quarantine of {lifted.target} (since {lifted.since.isoformat()})")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _who() -> str:
     import getpass
 
@@ -276,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="for_", type=duration, help="ends by itself: 30m, 2h, 1d")
     p.set_defaults(func=cmd_pause)
     sub.add_parser("resume", help="end the pause").set_defaults(func=cmd_resume)
+    p = sub.add_parser("quarantine", help="targets no automatic action touches: list, lift")
+    p.add_argument("action", choices=["list", "lift"])
+    p.add_argument("target", nargs="?", help="lift: the target, as listed")
+    p.set_defaults(func=cmd_quarantine)
     p = sub.add_parser("incidents", help="list incidents")
     p.add_argument("--status")
     p.add_argument("--error-type")

@@ -121,6 +121,10 @@ class Settings(BaseModel):
     time_intervals: list[TimeIntervalModel] = Field(default_factory=list)
     mute_time_intervals: list[str] = Field(default_factory=list)
     active_time_intervals: list[str] = Field(default_factory=list)
+    # More actions than this on one target within the window quarantine it until a person
+    # lifts it (a restart-loop latch; a playbook may set its own; 0: off).
+    quarantine_after: int = Field(default=5, ge=0, le=10_000)
+    quarantine_window_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
 
     @field_validator("listen")
     @classmethod

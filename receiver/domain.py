@@ -124,6 +124,8 @@ class EscalationReason(enum.StrEnum):
     RECURRED = "recurred"
     # The action fell in a maintenance window and its playbook says escalate, not wait.
     MAINTENANCE = "maintenance"
+    # Its target took too many actions in the window (a restart loop), or is quarantined.
+    QUARANTINED = "quarantined"
 
 
 class NoticeEvent(enum.StrEnum):
@@ -160,6 +162,7 @@ class Guard(enum.StrEnum):
     APPROVAL = "approval"  # waits for a person
     BUDGET = "budget"  # the global action budget for the window was spent
     MAINTENANCE = "maintenance"  # a mute time interval, or outside the active ones
+    QUARANTINE = "quarantine"  # the target is quarantined (too many actions in a window)
 
 
 class LogReason(enum.StrEnum):
@@ -167,6 +170,7 @@ class LogReason(enum.StrEnum):
 
     PAUSED = "paused"
     MAINTENANCE = "maintenance"
+    QUARANTINED = "quarantined"
     SLOT_REFUSED = "slot_refused"
     DRY_RUN = "dry_run"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -203,6 +207,17 @@ class Paused:
     by: str
     at: datetime
     until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A target no automatic action touches until a person lifts it: it took more actions
+    in a window than its playbook allows (a restart loop)."""
+
+    target: str
+    since: datetime
+    reason: str
+    incident_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

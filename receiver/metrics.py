@@ -49,6 +49,7 @@ class StoreGauges:
     backlog_oldest: Gauge
     notifications_pending: Gauge
     paused: Gauge
+    quarantined: Gauge
 
     async def refresh(self, db: Database) -> None:
         """Read them from the store. A store that cannot be read leaves them as they were:
@@ -60,6 +61,7 @@ class StoreGauges:
                 due, earliest = await repo.backlog(conn, now)
                 unsent = await repo.outbox.pending(conn)
                 paused = await repo.pause.read(conn, now)
+                quarantined = await repo.quarantine.count_held(conn)
         except (SQLAlchemyError, OSError) as exc:
             log.warning("metrics: store gauges not refreshed: %s", type(exc).__name__)
             return
@@ -71,6 +73,7 @@ class StoreGauges:
         self.backlog_oldest.set(_age(now, earliest))
         self.notifications_pending.set(unsent)
         self.paused.set(1 if paused is not None else 0)
+        self.quarantined.set(quarantined)
 
 
 def _age(now: datetime, since: datetime | None) -> float:
@@ -211,6 +214,10 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
                 "notifications_pending", "Notifications in the outbox not yet delivered"
             ),
             paused=gauge("paused", "1 while a person has paused autoheal (no action starts)"),
+            quarantined=gauge(
+                "quarantined_targets",
+                "Targets no automatic action touches until a person lifts their quarantine",
+            ),
         ),
         playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),
     )

@@ -135,6 +135,21 @@ class PauseState(BaseModel):
     woke: int | None = None  # on resume: incidents the pause held back, now due
 
 
+class QuarantinedTarget(BaseModel):
+    target: str
+    since: str
+    reason: str
+    incident_id: int | None = None
+
+
+class QuarantineList(BaseModel):
+    targets: list[QuarantinedTarget]
+
+
+class QuarantineLifted(QuarantinedTarget):
+    lifted_by: str
+
+
 class Reloaded(BaseModel):
     status: Literal["reloaded"]
     playbooks: int
@@ -217,7 +232,11 @@ def build(app: web.Application) -> dict[str, Any]:
             "summary": op.summary,
             "operationId": method
             + "_"
-            + path.strip("/").replace("{id}", "by_id").replace("/", "_").replace("-", ""),
+            + path.strip("/")
+            .replace("{id}", "by_id")
+            .replace("{target}", "by_target")
+            .replace("/", "_")
+            .replace("-", ""),
             "tags": [op.tag],
             "responses": {},
         }
@@ -228,6 +247,15 @@ def build(app: web.Application) -> dict[str, Any]:
         if "{id}" in path:
             parameters.append(
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            )
+        if "{target}" in path:  # a quarantined target, as listed ("local/db1")
+            parameters.append(
+                {
+                    "name": "target",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 300},
+                }
             )
         parameters += [
             {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}

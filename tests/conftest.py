@@ -184,6 +184,12 @@ def playbook_yaml(
     return "\n".join(lines) + "\n"
 
 
+def restart_playbook(**fields: Any) -> str:
+    """ "restart": the scripted action on the alert's container, no cooldown unless given."""
+    values: dict[str, Any] = {"cooldown_minutes": 0, **fields}
+    return playbook_yaml("scripted", "{container: '${labels.container}'}", name="restart", **values)
+
+
 def lifecycle_playbook(action: str, params: str, **fields: Any) -> str:
     """A playbook named "fix it": retries bounded, no cooldown unless a test wants one."""
     return playbook_yaml(

@@ -190,3 +190,25 @@ def test_pause_and_resume_from_the_command_line(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed (paused by" in resumed.stdout and "0 incident(s) due now" in resumed.stdout
     assert autoheal("resume", env=env).stdout.strip() == "not paused"
+
+
+def test_quarantine_list_and_lift_from_the_command_line(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = {"AUTOHEAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"}
+    assert autoheal("db", "upgrade", env=env).returncode == 0
+    assert autoheal("quarantine", "list", env=env).stdout.strip() == "no target is quarantined"
+    with sqlite3.connect(tmp_path / "a.db") as db:  # as the worker's trip writes it
+        db.execute(
+            "INSERT INTO quarantine (target, since, reason) VALUES "
+            "('local/db1', '2026-12-04 10:00:00.000000', '6 actions on it in the last 60 min')"
+        )
+    listed = autoheal("quarantine", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "local/db1" in listed.stdout and "6 actions on it" in listed.stdout
+    lifted = autoheal("quarantine", "lift", "local/db1", env=env)
+    assert lifted.returncode == 0, lifted.stderr
+    assert "lifted the quarantine of local/db1" in lifted.stdout
+    assert autoheal("quarantine", "lift", "local/db1", env=env).returncode == 1
+    assert autoheal("quarantine", "lift", env=env).returncode == 2
+    assert autoheal("quarantine", "list", env=env).stdout.strip() == "no target is quarantined"

@@ -23,6 +23,7 @@ from receiver.domain import (
     IncidentStatus,
     LogReason,
     Paused,
+    Quarantined,
     ResolveKind,
     Severity,
     Source,
@@ -31,7 +32,7 @@ from receiver.errors import SlotError
 from receiver.playbooks import Playbook
 from receiver.textmatch import TextPatterns
 from receiver.timeintervals import TimeIntervalModel, build_windows
-from receiver.worker.decide import BUSY_RETRY, PAUSE_RECHECK, after_action, decide, verdict
+from receiver.worker.decide import BUSY_RETRY, after_action, decide, verdict
 from receiver.worker.decisions import (
     AskApproval,
     Case,
@@ -50,6 +51,7 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
+from receiver.worker.holds import PAUSE_RECHECK
 from receiver.worker.plan import Plan
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -760,3 +762,65 @@ def test_a_window_holds_before_the_store_rules_take_anything() -> None:
     facts = Facts(NOW, budget_used=0, locks={"web": Held(OTHER, NOW + M)})
     d = one(Case(incident(), MUTED), Policy(budget=1, windows=WINDOWS), facts)
     assert isinstance(d, Defer) and d.guard is Guard.MAINTENANCE
+
+
+# --- quarantine (Stage 8, brake 5) ------------------------------------------------------
+
+LATCH = Policy(quarantine_after=2, quarantine_window=timedelta(hours=1))
+DB1 = plan("db1")
+
+
+def recent(*minutes_ago: int) -> dict[str, tuple[datetime, ...]]:
+    return {"db1": tuple(NOW - m * M for m in minutes_ago)}
+
+
+def test_two_actions_in_the_window_are_the_limit() -> None:
+    assert one(Case(incident(), DB1), LATCH, Facts(NOW, recent=recent(5))) == Start(DB1, 1)
+    d = one(Case(incident(), DB1), LATCH, Facts(NOW, recent=recent(5, 30)))
+    assert isinstance(d, Escalate)
+    assert (d.reason, d.guard, d.announce) == (
+        EscalationReason.QUARANTINED,
+        Guard.QUARANTINE,
+        True,
+    )
+    assert d.quarantine == "2 actions on it in the last 60 min; playbook 'restart' allows 2"
+    assert d.note is not None and d.note.reason is LogReason.QUARANTINED
+
+
+def test_actions_older_than_the_window_do_not_count() -> None:
+    d = one(Case(incident(), DB1), LATCH, Facts(NOW, recent=recent(5, 61, 90)))
+    assert d == Start(DB1, 1)
+
+
+def test_a_quarantined_target_escalates_quietly() -> None:
+    held = Quarantined("db1", NOW - M, "3 actions on it")
+    d = one(Case(incident(), DB1), Policy(), Facts(NOW, quarantined={"db1": held}))
+    assert isinstance(d, Escalate) and d.quarantine is None and d.announce is False
+    assert d.note is not None and "db1 is quarantined (3 actions on it)" in d.note.output
+
+
+def test_a_playbook_sets_its_own_limit_and_zero_is_off() -> None:
+    tight = plan("db1", brakes=Brakes(quarantine_after=1, quarantine_window_minutes=10))
+    assert isinstance(
+        one(Case(incident(), tight), Policy(), Facts(NOW, recent=recent(5))), Escalate
+    )
+    assert one(Case(incident(), tight), Policy(), Facts(NOW, recent=recent(11))) == Start(tight, 1)
+    off = plan("db1", brakes=Brakes(quarantine_after=0))
+    assert one(Case(incident(), off), LATCH, Facts(NOW, recent=recent(1, 2, 3))) == Start(off, 1)
+
+
+def test_the_batch_that_trips_it_holds_its_later_incidents_and_spends_no_budget() -> None:
+    cases = [Case(incident(id=1), DB1), Case(incident(id=2), DB1), Case(incident(id=3), P)]
+    facts = Facts(NOW, recent=recent(1, 2))
+    policy = dataclasses.replace(LATCH, budget=1)
+    first, second, third = decide(cases, policy, facts)
+    assert isinstance(first, Escalate) and first.quarantine is not None and first.announce
+    assert isinstance(second, Escalate) and second.quarantine is None and not second.announce
+    assert third == Start(P, 1)  # the budget's one unit went to the other target
+
+
+def test_actions_on_nothing_are_never_quarantined() -> None:
+    nothing = plan("", exclusive=False)
+    assert one(Case(incident(), nothing), LATCH, Facts(NOW, recent={"": (NOW,) * 5})) == Start(
+        nothing, 1
+    )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import oom_alert, playbook_yaml
+from tests.conftest import oom_alert, restart_playbook
 
 pytestmark = pytest.mark.usefixtures("scripted")
 
@@ -23,20 +23,10 @@ INTERVALS = [
 ]
 
 
-def restart(**fields: Any) -> str:
-    return playbook_yaml(
-        "scripted",
-        "{container: '${labels.container}'}",
-        name="restart",
-        cooldown_minutes=0,
-        **fields,
-    )
-
-
 async def test_a_mute_window_holds_the_action(
     make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
 ) -> None:
-    folder = playbooks_dir(restart(mute_time_intervals="[always]"))
+    folder = playbooks_dir(restart_playbook(mute_time_intervals="[always]"))
     svc = await make_service(playbooks=folder, time_intervals=INTERVALS)
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="db1"))
     await svc.settle()
@@ -55,7 +45,7 @@ async def test_a_mute_window_holds_the_action(
 async def test_a_playbook_may_escalate_in_maintenance(
     make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
 ) -> None:
-    folder = playbooks_dir(restart(mute_time_intervals="[always]", in_maintenance="escalate"))
+    folder = playbooks_dir(restart_playbook(mute_time_intervals="[always]", in_maintenance="escalate"))
     svc = await make_service(playbooks=folder, time_intervals=INTERVALS)
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="db1"))
     await svc.settle()
@@ -70,7 +60,7 @@ async def test_a_playbook_may_escalate_in_maintenance(
 async def test_a_global_active_window_holds_every_playbook_outside_it(
     make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
 ) -> None:
-    folder = playbooks_dir(restart())
+    folder = playbooks_dir(restart_playbook())
     svc = await make_service(
         playbooks=folder, time_intervals=INTERVALS, active_time_intervals=["long ago"]
     )
@@ -85,7 +75,7 @@ async def test_no_window_holds_nothing(
     make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
 ) -> None:
     # The interval exists but is not named by anything: the action runs.
-    svc = await make_service(playbooks=playbooks_dir(restart()), time_intervals=INTERVALS)
+    svc = await make_service(playbooks=playbooks_dir(restart_playbook()), time_intervals=INTERVALS)
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="db1"))
     await svc.settle()
     incident = await svc.only_incident()

@@ -8,19 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import oom_alert, playbook_yaml
+from tests.conftest import oom_alert, restart_playbook
 
 pytestmark = pytest.mark.usefixtures("scripted")
 
 
 def restart() -> str:
-    return playbook_yaml(
-        "scripted",
-        "{container: '${labels.container}'}",
-        name="restart",
-        verify_seconds=60,
-        cooldown_minutes=0,
-    )
+    return restart_playbook(verify_seconds=60)
 
 
 async def test_a_pause_holds_every_replica_until_resumed(

@@ -199,6 +199,8 @@ heal_logs = Table(
     _now_col("created_at"),
     Column("finished_at", UTCDateTime(), nullable=True),
     Index("ix_heal_logs_incident_id_created_at", "incident_id", "created_at"),
+    # Quarantine counts the actions on a target within its window.
+    Index("ix_heal_logs_target_created_at", "target", "created_at"),
 )
 
 signals = Table(
@@ -292,6 +294,22 @@ pause = Table(
     Column("paused_by", String(200), nullable=False),
     Column("paused_at", UTCDateTime(), nullable=False),
     Column("until", UTCDateTime(), nullable=True),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    # A target that took too many actions in a window (a restart loop): no automatic action
+    # on it until a person lifts it. Lifted rows stay: the next count starts at the lift.
+    Column("target", String(300), primary_key=True),
+    Column("since", UTCDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column(
+        "incident_id", Integer, nullable=True
+    ),  # the incident whose action would have tripped it
+    Column("playbook_id", Integer, nullable=True),
+    Column("lifted_at", UTCDateTime(), nullable=True),
+    Column("lifted_by", String(200), nullable=True),
 )
 
 action_budget = Table(

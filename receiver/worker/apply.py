@@ -8,6 +8,7 @@ the budget spent) for the incidents then decided again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from receiver.domain import (
     LogReason,
     NoticeEvent,
     Paused,
+    Quarantined,
 )
 from receiver.worker.decisions import (
     AfterAction,
@@ -56,6 +58,8 @@ def read_facts(
     *,
     budget: bool = True,
     paused: Paused | None = None,
+    quarantined: Mapping[str, Quarantined] | None = None,
+    recent: Mapping[str, Sequence[datetime]] | None = None,
 ) -> Facts:
     """The guard rows these plans name, and (``budget``) the budget spent in this window."""
     targets = [p.target for p in plans if p.exclusive]
@@ -73,7 +77,29 @@ def read_facts(
         {t: Held(*held) for t, held in locks.items()},
         {pair: Held(*held) for pair, held in cooling.items()},
         paused,
+        quarantined or {},
+        recent or {},
     )
+
+
+def read_quarantine(conn: Connection, policy: Policy, facts: Facts, plans: Sequence[Plan]) -> Facts:
+    """The facts with the quarantine rows of these plans' targets and, where a limit
+    applies, when their recent actions started (since the widest window, or the lift)."""
+    limits = {
+        p.target: policy.quarantine_for(p.playbook) for p in plans if p.exclusive and p.target
+    }
+    if not limits:
+        return facts
+    held, lifted = repo.quarantine.read(conn, list(limits))
+    counted = [t for t, (after, _) in limits.items() if after and t not in held]
+    recent: dict[str, list[datetime]] = {}
+    if counted:
+        since = facts.now - max(window for _, window in limits.values())
+        recent = repo.quarantine.recent_actions(conn, counted, since)
+        for target, at in lifted.items():
+            if target in recent:
+                recent[target] = [t for t in recent[target] if t >= at]
+    return dataclasses.replace(facts, quarantined=held, recent=recent)
 
 
 def verdict(w: Writes, row: Row, v: Verdict) -> None:
@@ -157,7 +183,10 @@ def _escalate(w: Writes, row: Row, d: Escalate) -> None:
         w.effects.refusals[d.guard] += 1
     if d.detail is not None:
         w.update(row["id"], {"escalation_detail": d.detail})
-    w.escalate(row, d.reason, d.plan.playbook_id if d.plan is not None else None)
+    if d.quarantine is not None and d.plan is not None:
+        w.quarantine(row, d.plan, d.quarantine)
+    playbook_id = d.plan.playbook_id if d.plan is not None else None
+    w.escalate(row, d.reason, playbook_id, announce=d.announce)
 
 
 def _ask(w: Writes, row: Row, d: AskApproval) -> None:

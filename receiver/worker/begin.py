@@ -161,6 +161,11 @@ def _decide(
     # Read once per batch, where every replica decides: a pause holds them all at once.
     paused = repo.pause.current(conn, w.now) if planned else None
     facts = apply.read_facts(conn, policy, w.now, [], budget=planned, paused=paused)
+    if paused is None:
+        # Quarantine rows and recent actions are read, not learned by taking: a count.
+        plans = [p for c in cases if (p := c.plan) is not None]
+        facts = apply.read_quarantine(conn, policy, facts, plans)
+    latched = facts
     decided: dict[int, Decision] = {}
     todo = list(range(len(cases)))
     for _ in range(_TAKE_ROUNDS):
@@ -174,7 +179,15 @@ def _decide(
             return [decided[i] for i in range(len(cases))]
         todo = [i for i in todo if i in lost or _held_by_the_store(decided[i])]
         plans = [p for i in todo if (p := cases[i].plan) is not None]
-        facts = apply.read_facts(conn, policy, w.now, plans, paused=paused)
+        facts = apply.read_facts(
+            conn,
+            policy,
+            w.now,
+            plans,
+            paused=paused,
+            quarantined=latched.quarantined,
+            recent=latched.recent,
+        )
     for i in todo:
         plan = cases[i].plan
         if isinstance(decided[i], Start) and plan is not None:

@@ -5,11 +5,10 @@ An incident passes through three rules in turn; each is a plain function of valu
 1. ``verdict``: a repair under verification held (resolve), did not (plan again), or the
    window is still open (wait).
 2. ``decide``: for a batch, in order, the rules that need no store (no playbook, approval,
-   slot check, max retries, dry run, maintenance windows, approval required), then those
-   that read the store's
-   ``Facts`` (the global budget, one action per target, cooldown per playbook and target).
-   A unit of budget an incident held back does not use goes to the next one the budget
-   refused.
+   slot check, max retries, dry run, maintenance windows, approval required), a pause, then
+   those that read the store's ``Facts`` (quarantine, the global budget, one action per
+   target, cooldown per playbook and target). A unit of budget an incident held back does
+   not use goes to the next one the budget refused. The brakes are in ``holds``.
 3. ``after_action``: verify a success, retry a failure after a back-off, or escalate.
 
 ``apply`` writes what these return. A new rule is a function here and a table of cases in
@@ -32,7 +31,6 @@ from receiver.domain import (
     Source,
 )
 from receiver.errors import SlotError
-from receiver.timeintervals import HORIZON
 from receiver.worker.decisions import (
     AfterAction,
     AskApproval,
@@ -52,13 +50,11 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
+from receiver.worker.holds import maintenance, paused, quarantine
 from receiver.worker.plan import Plan
 
 # How soon an incident held back by another one acting on its target looks again.
 BUSY_RETRY = timedelta(seconds=2)
-# How long an incident held back by a pause without an end waits before it looks again
-# (resuming wakes the ones it held back at once; this is the net under it).
-PAUSE_RECHECK = timedelta(minutes=15)
 
 
 def verdict(incident: Incident, facts: Facts) -> Verdict:
@@ -86,24 +82,13 @@ def decide(cases: Sequence[Case], policy: Policy, facts: Facts) -> list[Decision
     decided = [_alone(c, policy, facts) for c in cases]
     if facts.paused is not None:
         # Nothing starts; what needs no action (escalations, asking a person) goes on.
-        return [_paused(d, facts) if isinstance(d, Start) else d for d in decided]
+        return [paused(d, facts) if isinstance(d, Start) else d for d in decided]
     starts = [(i, d) for i, d in enumerate(decided) if isinstance(d, Start)]
     if starts:
         held = _in_store([(cases[i].incident, d) for i, d in starts], policy, facts)
         for (i, _), d in zip(starts, held, strict=True):
             decided[i] = d
     return decided
-
-
-def _paused(start: Start, facts: Facts) -> Decision:
-    paused, now = facts.paused, facts.now
-    assert paused is not None
-    until = now + PAUSE_RECHECK
-    if paused.until is not None:
-        until = min(until, paused.until)
-    ends = f" until {paused.until.isoformat()}" if paused.until is not None else ""
-    output = f"paused by {paused.by}{ends}: {paused.reason}; would run {start.plan.action_detail}"
-    return Defer(start.plan, Guard.PAUSED, output, until)
 
 
 def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
@@ -127,33 +112,13 @@ def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
         output = f"dry run: would run {plan.action_detail}"
         note = Note(HealResult.DRY_RUN, LogReason.DRY_RUN, output, attempt)
         return Escalate(EscalationReason.DRY_RUN, plan, note)
-    held = _maintenance(plan, attempt, policy, now)
+    held = maintenance(plan, attempt, policy, now)
     if held is not None:
         return held
     if playbook.approval_required and not approved(incident, attempt):
         deadline = now + timedelta(minutes=playbook.approval_timeout_minutes)
         return AskApproval(plan, attempt, deadline)
     return Start(plan, attempt)
-
-
-def _maintenance(plan: Plan, attempt: int, policy: Policy, now: datetime) -> Decision | None:
-    """A mute time interval (global or the playbook's) contains now, or active ones are set
-    and none does: wait for the window's end, or escalate if the playbook says so. Asked
-    before approval: nobody is asked to approve what may not run yet."""
-    brakes, windows = plan.playbook.brakes, policy.windows
-    mute, active = brakes.mute_time_intervals, brakes.active_time_intervals
-    why = windows.holding(now, mute, active)
-    if why is None:
-        return None
-    if brakes.escalate_in_maintenance:
-        output = f"{why}; would run {plan.action_detail}"
-        note = Note(HealResult.SKIPPED, LogReason.MAINTENANCE, output, attempt)
-        return Escalate(EscalationReason.MAINTENANCE, plan, note, Guard.MAINTENANCE)
-    ends = windows.held_until(now, mute, active)
-    until = ends if ends is not None else now + HORIZON
-    said = f"until {ends.isoformat()}" if ends is not None else "no end within 31 days"
-    output = f"{why} ({said}); would run {plan.action_detail}"
-    return Defer(plan, Guard.MAINTENANCE, output, until)
 
 
 def approved(incident: Incident, attempt: int) -> bool:
@@ -180,9 +145,25 @@ def _awaiting(incident: Incident, plan: Plan, facts: Facts) -> Decision | None:
 def _in_store(
     candidates: Sequence[tuple[Incident, Start]], policy: Policy, facts: Facts
 ) -> list[Decision]:
-    """The store rules for a batch of candidates, in order: the budget grants the first
-    units; those the target and cooldown rules hold back hand theirs on to the next ones
-    refused, in order."""
+    """The store rules for a batch of candidates, in order: a quarantined target (or one
+    this action would put in quarantine) is escalated; of the rest, the budget grants the
+    first units; those the target and cooldown rules hold back hand theirs on to the next
+    ones refused, in order."""
+    out: dict[int, Decision] = {}
+    tripped: dict[str, str] = {}  # targets this batch quarantines -> why
+    for i, (_, start) in enumerate(candidates):
+        latched = quarantine(start, policy, facts, tripped)
+        if latched is not None:
+            out[i] = latched
+    free = [c for i, c in enumerate(candidates) if i not in out]
+    rest = iter(_budget_and_guards(free, policy, facts))
+    return [out[i] if i in out else next(rest) for i in range(len(candidates))]
+
+
+def _budget_and_guards(
+    candidates: Sequence[tuple[Incident, Start]], policy: Policy, facts: Facts
+) -> list[Decision]:
+    """The budget, then one action per target and the cooldown (see ``_in_store``)."""
     if policy.budget:
         granted = max(0, min(len(candidates), policy.budget - facts.budget_used))
     else:

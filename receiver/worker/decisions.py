@@ -6,7 +6,7 @@ batch of decisions into the store's writes. Nothing here does I/O: tests build t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +19,10 @@ from receiver.domain import (
     IncidentStatus,
     LogReason,
     Paused,
+    Quarantined,
     ResolveKind,
 )
+from receiver.playbooks import Playbook
 from receiver.timeintervals import Windows
 from receiver.worker.plan import Plan
 
@@ -89,6 +91,18 @@ class Policy:
     default_verify_seconds: float = 120
     # The time intervals, and the names that mute (or are the only times for) every action.
     windows: Windows = field(default_factory=Windows)
+    quarantine_after: int = 0  # more actions than this on a target in the window: quarantined
+    quarantine_window: timedelta = timedelta(hours=1)
+
+    def quarantine_for(self, playbook: Playbook) -> tuple[int, timedelta]:
+        """The quarantine limit and window of a playbook's actions (0: none)."""
+        brakes = playbook.brakes
+        after = brakes.quarantine_after
+        minutes = brakes.quarantine_window_minutes
+        return (
+            self.quarantine_after if after is None else after,
+            self.quarantine_window if minutes is None else timedelta(minutes=minutes),
+        )
 
     @classmethod
     def of(cls, settings: Settings) -> Policy:
@@ -99,6 +113,8 @@ class Policy:
             retry_backoff=timedelta(seconds=settings.retry_backoff_seconds),
             default_verify_seconds=settings.default_verify_seconds,
             windows=settings.windows,
+            quarantine_after=settings.quarantine_after,
+            quarantine_window=timedelta(minutes=settings.quarantine_window_minutes),
         )
 
 
@@ -119,6 +135,9 @@ class Facts:
     locks: Mapping[str, Held] = field(default_factory=dict)  # target -> holder, until
     cooldowns: Mapping[tuple[int, str], Held] = field(default_factory=dict)  # -> holder, since
     paused: Paused | None = None  # a person paused autoheal: no action starts
+    quarantined: Mapping[str, Quarantined] = field(default_factory=dict)  # target -> row
+    # target -> when its recent actions started (since its last lift), for the quarantine
+    recent: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
 
 
 # --- what a rule decides ----------------------------------------------------------------
@@ -156,13 +175,15 @@ class Defer:
 class Escalate:
     """Hand the incident to people. ``plan``: the playbook it names and the log it leaves;
     ``guard``: the guard refusal it counts; ``detail``: what people are told beyond the
-    reason (why no playbook matched)."""
+    reason (why no playbook matched); ``quarantine``: the target it quarantines, and why."""
 
     reason: EscalationReason
     plan: Plan | None = None
     note: Note | None = None
     guard: Guard | None = None
     detail: str | None = None
+    quarantine: str | None = None  # quarantine the plan's target, for this reason
+    announce: bool = True  # False: people already know (its target is quarantined)
 
 
 @dataclass(frozen=True, slots=True)

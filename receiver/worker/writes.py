@@ -63,6 +63,8 @@ class Writes:
     _not_healed: list[int] = field(default_factory=list)
     _healed: list[int] = field(default_factory=list)
     _events: dict[NoticeEvent, list[int]] = field(default_factory=dict)
+    _quiet: set[int] = field(default_factory=set)  # escalated without a notice
+    _quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     def log(
         self,
@@ -145,13 +147,35 @@ class Writes:
         self._events.setdefault(event, []).append(incident_id)
 
     def escalate(
-        self, row: Mapping[str, Any], reason: EscalationReason, playbook_id: int | None = None
+        self,
+        row: Mapping[str, Any],
+        reason: EscalationReason,
+        playbook_id: int | None = None,
+        *,
+        announce: bool = True,
     ) -> None:
-        """Hand the incident to people (if it is still active), and give up the lease."""
+        """Hand the incident to people (if it is still active), and give up the lease;
+        ``announce`` False: counted and logged, but people were already told (its target
+        is quarantined)."""
         if playbook_id is not None:
             self.update(row["id"], {"playbook_id": playbook_id})
         self._escalate.setdefault(reason, []).append(row)
+        if not announce:
+            self._quiet.add(row["id"])
         self.release(row["id"])
+
+    def quarantine(self, row: Mapping[str, Any], plan: Plan, why: str) -> None:
+        """Quarantine the plan's target (the row is written at the flush)."""
+        self._quarantine.append(
+            {
+                "target": plan.target,
+                "since": self.now,
+                "reason": why,
+                "incident_id": row["id"],
+                "playbook_id": plan.playbook_id,
+            }
+        )
+        self.effects.tell("quarantined", row["id"], reason=f"{plan.target}: {why}")
 
     def resolve(self, row: Mapping[str, Any]) -> None:
         """Resolve a scheduler incident that stayed quiet through its verify window."""
@@ -193,6 +217,7 @@ class Writes:
         )
         for reason, rows in self._escalate.items():
             self.escalated(reason, repo.incidents.escalate(conn, rows, reason, now))
+        repo.quarantine.trip(conn, self._quarantine)
         repo.guards.unlock_targets(conn, self._unlock)
         repo.incidents.release(conn, self._release, self.owner)
         if self.notify is not None:
@@ -207,6 +232,8 @@ class Writes:
         if not incident_ids:
             return
         self.effects.escalations[reason] += len(incident_ids)
-        self._events.setdefault(NoticeEvent.ESCALATED, []).extend(incident_ids)
+        told = [i for i in incident_ids if i not in self._quiet]
+        if told:
+            self._events.setdefault(NoticeEvent.ESCALATED, []).extend(told)
         for incident_id in incident_ids:
             self.effects.tell("escalated", incident_id, reason=reason.value)

@@ -12,6 +12,7 @@ The modules:
 - ``heal_logs``: one row per attempt;
 - ``playbooks``: YAML synced in by name, counts;
 - ``guards``: cooldown, per-target lock and action budget rows; ``pause``: the pause row;
+  ``quarantine``: targets no automatic action touches until lifted;
 - ``outbox``: notifications queued with the state change, claimed and settled by the sender;
 - ``knowledge``: heal outcomes per (error type, signature, playbook); ``outcomes`` writes
   them with the notification wherever a repair ends.
@@ -26,6 +27,7 @@ from receiver.db.repo import (
     outcomes,
     pause,
     playbooks,
+    quarantine,
     reports,
     retention,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "pause",
     "plan_ingest",
     "playbooks",
+    "quarantine",
     "reports",
     "resolve_task",
     "retention",

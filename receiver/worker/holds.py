@@ -1,0 +1,90 @@
+"""Holds (pure): the brakes a person sets or a count trips, each a rule ``decide`` asks of
+an action about to start: a pause (every action waits), a maintenance window (wait for its
+end, or escalate), a quarantined target (escalate; the action that would exceed its limit
+trips the latch). A new brake is a function here, asked in ``decide``, and a table of cases
+in tests/test_decide.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from receiver.domain import EscalationReason, Guard, HealResult, LogReason
+from receiver.timeintervals import HORIZON
+from receiver.worker.decisions import Decision, Defer, Escalate, Facts, Note, Policy, Start
+from receiver.worker.plan import Plan
+
+# How long an incident held back by a pause without an end waits before it looks again
+# (resuming wakes the ones it held back at once; this is the net under it).
+PAUSE_RECHECK = timedelta(minutes=15)
+
+
+def paused(start: Start, facts: Facts) -> Decision:
+    """While paused every action waits: until the pause's end, or PAUSE_RECHECK."""
+    by, now = facts.paused, facts.now
+    assert by is not None
+    until = now + PAUSE_RECHECK
+    if by.until is not None:
+        until = min(until, by.until)
+    ends = f" until {by.until.isoformat()}" if by.until is not None else ""
+    output = f"paused by {by.by}{ends}: {by.reason}; would run {start.plan.action_detail}"
+    return Defer(start.plan, Guard.PAUSED, output, until)
+
+
+def maintenance(plan: Plan, attempt: int, policy: Policy, now: datetime) -> Decision | None:
+    """A mute time interval (global or the playbook's) contains now, or active ones are set
+    and none does: wait for the window's end, or escalate if the playbook says so. Asked
+    before approval: nobody is asked to approve what may not run yet."""
+    brakes, windows = plan.playbook.brakes, policy.windows
+    mute, active = brakes.mute_time_intervals, brakes.active_time_intervals
+    why = windows.holding(now, mute, active)
+    if why is None:
+        return None
+    if brakes.escalate_in_maintenance:
+        output = f"{why}; would run {plan.action_detail}"
+        note = Note(HealResult.SKIPPED, LogReason.MAINTENANCE, output, attempt)
+        return Escalate(EscalationReason.MAINTENANCE, plan, note, Guard.MAINTENANCE)
+    ends = windows.held_until(now, mute, active)
+    until = ends if ends is not None else now + HORIZON
+    said = f"until {ends.isoformat()}" if ends is not None else "no end within 31 days"
+    output = f"{why} ({said}); would run {plan.action_detail}"
+    return Defer(plan, Guard.MAINTENANCE, output, until)
+
+
+def quarantine(
+    start: Start, policy: Policy, facts: Facts, tripped: dict[str, str]
+) -> Escalate | None:
+    """More actions on one target within the window than its playbook allows (a restart
+    loop, across incidents and playbooks) quarantine it; every later action on it is
+    escalated until a person lifts it, without telling people again."""
+    plan = start.plan
+    target = plan.target
+    if not plan.exclusive:
+        return None
+    held = facts.quarantined.get(target)
+    if held is not None or target in tripped:
+        why = held.reason if held is not None else tripped[target]
+        output = (
+            f"{target} is quarantined ({why}); nothing runs on it until a person lifts it "
+            f"(autoheal quarantine lift {target}); would run {plan.action_detail}"
+        )
+        note = Note(HealResult.SKIPPED, LogReason.QUARANTINED, output)
+        return Escalate(EscalationReason.QUARANTINED, plan, note, Guard.QUARANTINE, announce=False)
+    after, window = policy.quarantine_for(plan.playbook)
+    if not after:
+        return None
+    since = facts.now - window
+    taken = sum(1 for at in facts.recent.get(target, ()) if at >= since)
+    if taken < after:
+        return None
+    why = (
+        f"{taken} actions on it in the last {window.total_seconds() / 60:g} min; "
+        f"playbook {plan.playbook.name!r} allows {after}"
+    )
+    tripped[target] = why
+    output = (
+        f"quarantined {target}: {why}; nothing runs on it until a person lifts it "
+        f"(autoheal quarantine lift {target}); would run {plan.action_detail}"
+    )
+    note = Note(HealResult.SKIPPED, LogReason.QUARANTINED, output)
+    return Escalate(EscalationReason.QUARANTINED, plan, note, Guard.QUARANTINE, quarantine=why)
