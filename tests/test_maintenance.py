@@ -45,7 +45,9 @@ async def test_a_mute_window_holds_the_action(
 async def test_a_playbook_may_escalate_in_maintenance(
     make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
 ) -> None:
-    folder = playbooks_dir(restart_playbook(mute_time_intervals="[always]", in_maintenance="escalate"))
+    folder = playbooks_dir(
+        restart_playbook(mute_time_intervals="[always]", in_maintenance="escalate")
+    )
     svc = await make_service(playbooks=folder, time_intervals=INTERVALS)
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="db1"))
     await svc.settle()
