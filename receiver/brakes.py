@@ -27,6 +27,10 @@ class BrakesModel(BaseModel):
     # playbooks) quarantine it until a person lifts it; unset: the settings' default; 0: off.
     quarantine_after: int | None = Field(default=None, ge=0, le=10_000)
     quarantine_window_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
+    # Act only once the incident occurred this many times within the window (from its first
+    # occurrence); fewer by the window's end: resolved below_threshold, nothing run.
+    min_occurrences: int = Field(default=1, ge=1, le=100_000)
+    occurrence_window_minutes: float = Field(default=10, gt=0, le=7 * 24 * 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class Brakes:
     escalate_in_maintenance: bool = False
     quarantine_after: int | None = None  # None: the settings' default
     quarantine_window_minutes: float | None = None
+    min_occurrences: int = 1
+    occurrence_window_minutes: float = 10
 
     @classmethod
     def of(cls, model: BrakesModel, scope: Mapping[str, Any]) -> Brakes:
@@ -51,6 +57,8 @@ class Brakes:
             escalate_in_maintenance=model.in_maintenance == "escalate",
             quarantine_after=model.quarantine_after,
             quarantine_window_minutes=model.quarantine_window_minutes,
+            min_occurrences=model.min_occurrences,
+            occurrence_window_minutes=model.occurrence_window_minutes,
         )
 
     def definition(self) -> dict[str, Any]:
@@ -60,6 +68,8 @@ class Brakes:
             "in_maintenance": "escalate" if self.escalate_in_maintenance else "wait",
             "quarantine_after": self.quarantine_after,
             "quarantine_window_minutes": self.quarantine_window_minutes,
+            "min_occurrences": self.min_occurrences,
+            "occurrence_window_minutes": self.occurrence_window_minutes,
         }
 
 

@@ -139,12 +139,19 @@ def cmd_pause(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from receiver.db import repo
+    from receiver.domain import NoticeEvent
+    from receiver.notify import announcer
+    from receiver.notify.notices import paused_text
 
     async def run() -> None:
         now = datetime.now(UTC)
         until = now + timedelta(seconds=args.for_) if args.for_ else None
         async with _store(args) as db, db.transaction() as conn:
             paused = await repo.pause.pause_all(conn, args.reason, _who(), now, until)
+            # Told through the outbox: the replicas' senders deliver it.
+            await announcer(_settings(args)).operation(
+                conn, NoticeEvent.PAUSED, paused_text(paused), now
+            )
         ends = f" until {paused.until.isoformat()}" if paused.until else " until resumed"
         print(f"paused by {paused.by}{ends}: {paused.reason}")
 
@@ -156,10 +163,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from receiver.db import repo
+    from receiver.domain import NoticeEvent
+    from receiver.notify import announcer
+    from receiver.notify.notices import resumed_text
 
     async def run() -> None:
+        now = datetime.now(UTC)
         async with _store(args) as db, db.transaction() as conn:
-            was, woke = await repo.pause.resume(conn, datetime.now(UTC))
+            was, woke = await repo.pause.resume(conn, now)
+            if was is not None:
+                text = resumed_text(was, _who(), woke)
+                await announcer(_settings(args)).operation(conn, NoticeEvent.RESUMED, text, now)
         if was is None:
             print("not paused")
         else:

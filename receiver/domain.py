@@ -135,6 +135,9 @@ class NoticeEvent(enum.StrEnum):
     RESOLVED = "resolved"  # after a heal
     HEALING = "healing"  # an action started (optional)
     APPROVAL = "approval"  # a risky repair waits for a person
+    # About autoheal itself, not an incident (incident_id 0 in the notice):
+    PAUSED = "paused"  # a person paused every action
+    RESUMED = "resumed"
 
 
 class ApprovalState(enum.StrEnum):
@@ -163,6 +166,7 @@ class Guard(enum.StrEnum):
     BUDGET = "budget"  # the global action budget for the window was spent
     MAINTENANCE = "maintenance"  # a mute time interval, or outside the active ones
     QUARANTINE = "quarantine"  # the target is quarantined (too many actions in a window)
+    THRESHOLD = "threshold"  # fewer occurrences than the playbook's min_occurrences so far
 
 
 class LogReason(enum.StrEnum):
@@ -171,6 +175,7 @@ class LogReason(enum.StrEnum):
     PAUSED = "paused"
     MAINTENANCE = "maintenance"
     QUARANTINED = "quarantined"
+    THRESHOLD = "threshold"
     SLOT_REFUSED = "slot_refused"
     DRY_RUN = "dry_run"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -196,6 +201,8 @@ class ResolveKind(enum.StrEnum):
     ALERT_RESOLVED = "alert_resolved"  # Alertmanager sent the resolve
     QUIET = "quiet"  # a scheduler task stayed quiet through its verify window
     TASK_SUCCESS = "task_success"  # the scheduler's success ping
+    # It did not occur min_occurrences times within its playbook's window: nothing was run.
+    BELOW_THRESHOLD = "below_threshold"
 
 
 @dataclass(frozen=True, slots=True)

@@ -593,6 +593,8 @@ def test_a_claimed_row_that_was_healing_is_open_again() -> None:
         "approval_state": None,
         "approval_attempt": None,
         "approval_deadline": None,
+        "occurrences": 1,
+        "fingerprint": None,
     }
     assert Incident.of(row).status is IncidentStatus.OPEN
     assert one(Case(Incident.of(row), P)) == Start(P, 2)
@@ -824,3 +826,63 @@ def test_actions_on_nothing_are_never_quarantined() -> None:
     assert one(Case(incident(), nothing), LATCH, Facts(NOW, recent={"": (NOW,) * 5})) == Start(
         nothing, 1
     )
+
+
+# --- thresholds (Stage 8, brake 7) ------------------------------------------------------
+
+BURST = plan(brakes=Brakes(min_occurrences=3, occurrence_window_minutes=10))
+FIRST_SEEN = NOW - 4 * M
+WINDOW_ENDS = FIRST_SEEN + 10 * M
+
+
+def burst_output(seen: int) -> str:
+    return (
+        f"{seen} of 3 occurrences within 10 min; waiting until {WINDOW_ENDS.isoformat()} "
+        "for the rest; would run restart web"
+    )
+
+
+THRESHOLD = [
+    # (id, incident fields, facts, expected)
+    (
+        "a lone report waits for the rest, or for the window's end",
+        {"source": SCHED, "occurrences": 1},
+        Facts(NOW),
+        Defer(BURST, Guard.THRESHOLD, burst_output(1), WINDOW_ENDS, wake_at=3),
+    ),
+    ("a burst acts", {"source": SCHED, "occurrences": 3}, Facts(NOW), Start(BURST, 1)),
+    (
+        "short of it when the window ends: resolved, nothing run",
+        {"source": SCHED, "occurrences": 2},
+        Facts(WINDOW_ENDS),
+        Resolve(ResolveKind.BELOW_THRESHOLD),
+    ),
+    (
+        "an alert counts its firings (incidents of its fingerprint)",
+        {"fingerprint": "abc"},
+        Facts(NOW, firings={"abc": 2}),
+        Defer(BURST, Guard.THRESHOLD, burst_output(2), WINDOW_ENDS, wake_at=3),
+    ),
+    (
+        "an alert that fired often enough acts",
+        {"fingerprint": "abc"},
+        Facts(NOW, firings={"abc": 3}),
+        Start(BURST, 1),
+    ),
+    (
+        "only the first attempt waits: a retry goes on",
+        {"source": SCHED, "occurrences": 1, "retry_count": 1},
+        Facts(NOW),
+        Start(BURST, 2),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "facts", "expected"),
+    [row[1:] for row in THRESHOLD],
+    ids=[row[0] for row in THRESHOLD],
+)
+def test_a_threshold(fields: dict[str, Any], facts: Facts, expected: Decision) -> None:
+    case = Case(incident(created_at=FIRST_SEEN, **fields), BURST)
+    assert one(case, POLICY, facts) == expected

@@ -394,3 +394,26 @@ def test_every_escalation_reason_has_words() -> None:
 
     assert set(REASONS) == set(EscalationReason)
     assert REASONS["recurred"] == REASONS[EscalationReason.RECURRED]
+
+
+def test_a_notice_about_autoheal_itself_reads_without_an_incident() -> None:
+    from receiver.notify.base import Notice
+    from receiver.notify.telegram import render, render_summary
+
+    paused = Notice(
+        event="paused",
+        incident_id=0,
+        task_name="autoheal",
+        error_type="-",
+        severity="-",
+        status="paused",
+        message="Paused by ana (api) until resumed: deploy <db>.",
+        incident_url="",
+    )
+    text = render(paused)
+    assert text.startswith(
+        "<b>autoheal paused</b>\nPaused by ana (api) until resumed: deploy &lt;db&gt;."
+    )
+    assert "incident #" not in text and "(-, -)" not in text
+    summary = render_summary([paused] * 6)
+    assert "#0" not in summary and "autoheal paused: Paused by ana" in summary

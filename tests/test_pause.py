@@ -102,3 +102,36 @@ async def _until(step: Any, done: Any, within: float) -> None:
         assert time.monotonic() < deadline, "condition not met in time"
         await step()
         await asyncio.sleep(0.1)
+
+
+async def test_people_are_told_of_a_pause_and_of_the_resume(
+    make_service: Any, aiohttp_server: Any
+) -> None:
+    from aiohttp import web
+
+    bodies: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        return web.Response(status=204)
+
+    people = web.Application()
+    people.router.add_post("/hook", hook)
+    server = await aiohttp_server(people)
+    svc = await make_service(notify_webhook_url=str(server.make_url("/hook")))
+    await svc.post("/api/v1/pause", {"reason": "deploy of db", "by": "ana"})
+    await svc.deliver()
+    resumed = await svc.client.delete(
+        "/api/v1/pause", json={"by": "bo"}, headers={"Authorization": f"Bearer {_token()}"}
+    )
+    assert resumed.status == 200
+    await svc.deliver()
+    assert [(b["event"], b["summary"]) for b in bodies] == [
+        ("paused", "autoheal paused"),
+        ("resumed", "autoheal resumed"),
+    ]
+    paused, resumed_notice = (b["notices"][0] for b in bodies)
+    assert paused["message"].startswith("Paused by ana (api) until resumed: deploy of db.")
+    assert paused["incident_id"] == 0
+    assert resumed_notice["message"].startswith("Resumed by bo (api) (paused by ana (api)")
+    assert "0 incident(s) it held back are due now" in resumed_notice["message"]

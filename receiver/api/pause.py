@@ -12,7 +12,9 @@ from aiohttp import web
 from receiver import appkeys, openapi
 from receiver.api.http import json_response, parse
 from receiver.db import repo
-from receiver.domain import Paused
+from receiver.domain import NoticeEvent, Paused
+from receiver.notify import announcer
+from receiver.notify.notices import paused_text, resumed_text
 from receiver.openapi import documented
 from receiver.payloads import DecisionReport, PauseRequest
 
@@ -59,6 +61,9 @@ async def post_pause(request: web.Request) -> web.Response:
     by = f"{body.by or 'api'} (api)"
     async with request.app[appkeys.DATABASE].transaction() as conn:
         paused = await repo.pause.pause_all(conn, body.reason, by, now, until)
+        await announcer(request.app[appkeys.SETTINGS]).operation(
+            conn, NoticeEvent.PAUSED, paused_text(paused), now
+        )
     log.warning("autoheal paused by %s: %s", by, body.reason)
     return json_response(state(paused))
 
@@ -77,8 +82,13 @@ async def delete_pause(request: web.Request) -> web.Response:
     if request.can_read_body:
         body = await parse(request, DecisionReport)
         by = body.by or by
+    now = datetime.now(UTC)
     async with request.app[appkeys.DATABASE].transaction() as conn:
-        was, woke = await repo.pause.resume(conn, datetime.now(UTC))
+        was, woke = await repo.pause.resume(conn, now)
+        if was is not None:
+            await announcer(request.app[appkeys.SETTINGS]).operation(
+                conn, NoticeEvent.RESUMED, resumed_text(was, f"{by} (api)", woke), now
+            )
     if was is not None:
         log.warning("autoheal resumed by %s (api); %d incident(s) due now", by, woke)
     if appkeys.WORKER in request.app:

@@ -140,6 +140,8 @@ incidents = Table(
     Column("playbook_id", Integer, ForeignKey("playbooks.id"), nullable=True),
     Column("retry_count", Integer, nullable=False, default=0),
     Column("occurrences", Integer, nullable=False, default=1),
+    # Waiting for its playbook's min_occurrences: ingest makes it due when it reaches this.
+    Column("wake_at_occurrences", Integer, nullable=True),
     Column("fingerprint", String(128), nullable=True),
     Column("signature", String(64), nullable=True),
     Column("labels", JSON, nullable=False),
@@ -170,6 +172,8 @@ incidents = Table(
     _now_col("updated_at"),
     Index("ix_incidents_status_created_at", "status", "created_at"),
     Index("ix_incidents_task_name_error_type", "task_name", "error_type"),
+    # min_occurrences of an alert: how often its fingerprint fired within the window.
+    Index("ix_incidents_fingerprint_created_at", "fingerprint", "created_at"),
     # Only active incidents have a next attempt: the claim walks this in order and stops.
     # Partial on both stores (migration 0009 says so for PostgreSQL too); declaring
     # postgresql_where here would load the PostgreSQL dialect into every SQLite process.

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db import repo
-from receiver.domain import EscalationReason, IncidentStatus, NoticeEvent
+from receiver.domain import EscalationReason, IncidentStatus, NoticeEvent, Paused
 from receiver.notify.base import Notice
 
 # Past heals are looked up for an unmatched fault only in small batches: a storm is one
@@ -39,8 +40,42 @@ class Announcer:
         if not self.channels or not incident_ids:
             return 0
         notices = build(conn, self, event, incident_ids)
-        payloads = [(n.incident_id, n.to_json()) for n in notices]
+        payloads: list[tuple[int | None, dict[str, Any]]] = [
+            (n.incident_id, n.to_json()) for n in notices
+        ]
         return repo.outbox.enqueue(conn, self.channels, event, payloads, now)
+
+    async def operation(
+        self, conn: AsyncConnection, event: NoticeEvent, text: str, now: datetime
+    ) -> int:
+        """Queue a notice about autoheal itself (paused, resumed): no incident, ``text``
+        is what people read; written with the change, delivered like any other."""
+        if not self.channels:
+            return 0
+        notice = Notice(
+            event=event.value,
+            incident_id=0,
+            task_name="autoheal",
+            error_type="-",
+            severity="-",
+            status=event.value,
+            message=text[:1000],
+            incident_url="",
+        )
+        payloads: list[tuple[int | None, dict[str, Any]]] = [(None, notice.to_json())]
+        return await conn.run_sync(repo.outbox.enqueue, self.channels, event, payloads, now)
+
+
+def paused_text(paused: Paused) -> str:
+    ends = f" until {paused.until.isoformat()}" if paused.until else " until resumed"
+    return f"Paused by {paused.by}{ends}: {paused.reason}. No action starts on any replica."
+
+
+def resumed_text(was: Paused, by: str, woke: int) -> str:
+    return (
+        f"Resumed by {by} (paused by {was.by} since {was.at.isoformat()}: {was.reason}); "
+        f"{woke} incident(s) it held back are due now."
+    )
 
 
 def build(

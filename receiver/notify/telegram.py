@@ -46,8 +46,11 @@ def render(n: Notice) -> str:
 def render_summary(notices: Sequence[Notice]) -> str:
     lines = [f"<b>{_e(len(notices))} notifications</b>: {_e(summary_line(notices))}"]
     for n in notices[:LISTED]:
-        link = _link(n.incident_url, f"#{n.incident_id}") or _e(f"#{n.incident_id}")
         why = f" ({_e(n.reason)})" if n.reason else ""
+        if not n.incident_id:  # about autoheal itself
+            lines.append(f"{_e(headline(n))}: {_e(n.message[:200])}")
+            continue
+        link = _link(n.incident_url, f"#{n.incident_id}") or _e(f"#{n.incident_id}")
         lines.append(f"{link} {_e(headline(n))}{why}")
     if len(notices) > LISTED:
         lines.append(_e(f"… and {len(notices) - LISTED} more"))

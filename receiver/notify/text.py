@@ -13,10 +13,14 @@ HEADLINES: dict[str, str] = {  # by NoticeEvent (a StrEnum: the stored string fi
     NoticeEvent.RESOLVED: "Healed",
     NoticeEvent.HEALING: "Healing",
     NoticeEvent.APPROVAL: "Approval needed",
+    NoticeEvent.PAUSED: "autoheal paused",
+    NoticeEvent.RESUMED: "autoheal resumed",
 }
 
 
 def headline(n: Notice) -> str:
+    if not n.incident_id:  # about autoheal itself (paused, resumed): the message says it
+        return HEADLINES.get(n.event, n.event)
     return f"{HEADLINES.get(n.event, n.event)}: {n.task_name} ({n.error_type}, {n.severity})"
 
 

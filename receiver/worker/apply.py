@@ -2,15 +2,14 @@
 multi-row statements) and the metrics and log lines that follow its commit.
 
 ``take`` writes the guard rows of the actions that start (budget units, target locks,
-cooldowns) and says which of them were already held; ``read_facts`` reads those rows (and
-the budget spent) for the incidents then decided again.
+cooldowns) and says which of them were already held; ``facts`` reads those rows for the
+incidents then decided again.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -24,8 +23,6 @@ from receiver.domain import (
     IncidentStatus,
     LogReason,
     NoticeEvent,
-    Paused,
-    Quarantined,
 )
 from receiver.worker.decisions import (
     AfterAction,
@@ -33,8 +30,6 @@ from receiver.worker.decisions import (
     Decision,
     Defer,
     Escalate,
-    Facts,
-    Held,
     NotHeld,
     Policy,
     Resolve,
@@ -44,62 +39,9 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
-from receiver.worker.plan import Plan
 from receiver.worker.writes import Writes
 
 Row = Mapping[str, Any]
-
-
-def read_facts(
-    conn: Connection,
-    policy: Policy,
-    now: datetime,
-    plans: Sequence[Plan],
-    *,
-    budget: bool = True,
-    paused: Paused | None = None,
-    quarantined: Mapping[str, Quarantined] | None = None,
-    recent: Mapping[str, Sequence[datetime]] | None = None,
-) -> Facts:
-    """The guard rows these plans name, and (``budget``) the budget spent in this window."""
-    targets = [p.target for p in plans if p.exclusive]
-    pairs = [(p.playbook_id, p.target) for p in plans if p.playbook.cooldown_minutes]
-    locks = repo.guards.read_locks(conn, targets)
-    cooling = repo.guards.read_cooldowns(conn, pairs)
-    used = (
-        repo.guards.budget_used(conn, now, policy.budget_window_seconds)
-        if policy.budget and budget
-        else 0
-    )
-    return Facts(
-        now,
-        used,
-        {t: Held(*held) for t, held in locks.items()},
-        {pair: Held(*held) for pair, held in cooling.items()},
-        paused,
-        quarantined or {},
-        recent or {},
-    )
-
-
-def read_quarantine(conn: Connection, policy: Policy, facts: Facts, plans: Sequence[Plan]) -> Facts:
-    """The facts with the quarantine rows of these plans' targets and, where a limit
-    applies, when their recent actions started (since the widest window, or the lift)."""
-    limits = {
-        p.target: policy.quarantine_for(p.playbook) for p in plans if p.exclusive and p.target
-    }
-    if not limits:
-        return facts
-    held, lifted = repo.quarantine.read(conn, list(limits))
-    counted = [t for t, (after, _) in limits.items() if after and t not in held]
-    recent: dict[str, list[datetime]] = {}
-    if counted:
-        since = facts.now - max(window for _, window in limits.values())
-        recent = repo.quarantine.recent_actions(conn, counted, since)
-        for target, at in lifted.items():
-            if target in recent:
-                recent[target] = [t for t in recent[target] if t >= at]
-    return dataclasses.replace(facts, quarantined=held, recent=recent)
 
 
 def verdict(w: Writes, row: Row, v: Verdict) -> None:
@@ -132,6 +74,7 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
                 "status": IncidentStatus.OPEN.value,
                 "playbook_id": d.plan.playbook_id,
                 "next_attempt_at": d.until,
+                "wake_at_occurrences": d.wake_at,
                 "updated_at": w.now,
             },
         )
@@ -142,7 +85,7 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
         w.update(incident_id, {"next_attempt_at": d.until})
         w.release(incident_id)
     else:
-        w.resolve(row)
+        w.resolve(row, d.how)
     return None
 
 
@@ -160,6 +103,7 @@ def _start(w: Writes, row: Row, d: Start, lease: timedelta) -> int:
             "updated_at": w.now,
             "lease_owner": w.owner,
             "lease_until": w.now + lease,
+            "wake_at_occurrences": None,
         },
     )
     if w.notify is not None and w.notify.healing:

@@ -29,6 +29,7 @@ from receiver.domain import EscalationReason, Guard, IncidentStatus
 from receiver.effects import Effects
 from receiver.playbooks import explain_no_match
 from receiver.worker import apply
+from receiver.worker import facts as store_facts
 from receiver.worker.context import StepContext
 from receiver.worker.decide import BUSY_RETRY, decide, verdict
 from receiver.worker.decisions import (
@@ -160,11 +161,12 @@ def _decide(
     planned = any(c.plan for c in cases)
     # Read once per batch, where every replica decides: a pause holds them all at once.
     paused = repo.pause.current(conn, w.now) if planned else None
-    facts = apply.read_facts(conn, policy, w.now, [], budget=planned, paused=paused)
+    facts = store_facts.read_facts(conn, policy, w.now, [], budget=planned, paused=paused)
     if paused is None:
         # Quarantine rows and recent actions are read, not learned by taking: a count.
         plans = [p for c in cases if (p := c.plan) is not None]
-        facts = apply.read_quarantine(conn, policy, facts, plans)
+        facts = store_facts.read_quarantine(conn, policy, facts, plans)
+    facts = store_facts.read_firings(conn, facts, cases)
     latched = facts
     decided: dict[int, Decision] = {}
     todo = list(range(len(cases)))
@@ -179,7 +181,7 @@ def _decide(
             return [decided[i] for i in range(len(cases))]
         todo = [i for i in todo if i in lost or _held_by_the_store(decided[i])]
         plans = [p for i in todo if (p := cases[i].plan) is not None]
-        facts = apply.read_facts(
+        facts = store_facts.read_facts(
             conn,
             policy,
             w.now,
@@ -187,6 +189,7 @@ def _decide(
             paused=paused,
             quarantined=latched.quarantined,
             recent=latched.recent,
+            firings=latched.firings,
         )
     for i in todo:
         plan = cases[i].plan

@@ -50,7 +50,7 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
-from receiver.worker.holds import maintenance, paused, quarantine
+from receiver.worker.holds import maintenance, paused, quarantine, threshold
 from receiver.worker.plan import Plan
 
 # How soon an incident held back by another one acting on its target looks again.
@@ -107,6 +107,9 @@ def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
         return Escalate(EscalationReason.REFUSED, plan, note, Guard.SLOT)
     if incident.retry_count >= playbook.max_retries:
         return Escalate(case.exhausted, plan, guard=Guard.MAX_RETRIES)
+    waits = threshold(incident, plan, facts)
+    if waits is not None:
+        return waits
     attempt = incident.retry_count + 1
     if policy.dry_run or playbook.dry_run:
         output = f"dry run: would run {plan.action_detail}"

@@ -38,6 +38,8 @@ class Incident:
     status: IncidentStatus
     retry_count: int
     created_at: datetime
+    occurrences: int = 1
+    fingerprint: str | None = None
     last_seen_at: datetime | None = None
     last_action_at: datetime | None = None
     verify_deadline: datetime | None = None
@@ -59,6 +61,8 @@ class Incident:
             status=status,
             retry_count=int(row["retry_count"]),
             created_at=row["created_at"],
+            occurrences=int(row["occurrences"]),
+            fingerprint=row["fingerprint"],
             last_seen_at=row["last_seen_at"],
             last_action_at=row["last_action_at"],
             verify_deadline=row["verify_deadline"],
@@ -138,6 +142,8 @@ class Facts:
     quarantined: Mapping[str, Quarantined] = field(default_factory=dict)  # target -> row
     # target -> when its recent actions started (since its last lift), for the quarantine
     recent: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
+    # alert fingerprint -> its firings within the widest occurrence window (min_occurrences)
+    firings: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- what a rule decides ----------------------------------------------------------------
@@ -169,6 +175,7 @@ class Defer:
     guard: Guard
     output: str
     until: datetime
+    wake_at: int | None = None  # or sooner, at this many occurrences (min_occurrences)
 
 
 @dataclass(frozen=True, slots=True)

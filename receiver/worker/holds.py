@@ -1,7 +1,8 @@
 """Holds (pure): the brakes a person sets or a count trips, each a rule ``decide`` asks of
-an action about to start: a pause (every action waits), a maintenance window (wait for its
-end, or escalate), a quarantined target (escalate; the action that would exceed its limit
-trips the latch). A new brake is a function here, asked in ``decide``, and a table of cases
+an action about to start: a threshold (too few occurrences yet: wait, or resolve when the
+window passes), a pause (every action waits), a maintenance window (wait for its end, or
+escalate), a quarantined target (escalate; the action that would exceed its limit trips the
+latch). A new brake is a function here, asked in ``decide``, and a table of cases
 in tests/test_decide.py.
 """
 
@@ -9,14 +10,50 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from receiver.domain import EscalationReason, Guard, HealResult, LogReason
+from receiver.domain import EscalationReason, Guard, HealResult, LogReason, ResolveKind, Source
 from receiver.timeintervals import HORIZON
-from receiver.worker.decisions import Decision, Defer, Escalate, Facts, Note, Policy, Start
+from receiver.worker.decisions import (
+    Decision,
+    Defer,
+    Escalate,
+    Facts,
+    Incident,
+    Note,
+    Policy,
+    Resolve,
+    Start,
+)
 from receiver.worker.plan import Plan
 
 # How long an incident held back by a pause without an end waits before it looks again
 # (resuming wakes the ones it held back at once; this is the net under it).
 PAUSE_RECHECK = timedelta(minutes=15)
+
+
+def threshold(incident: Incident, plan: Plan, facts: Facts) -> Decision | None:
+    """Before its first attempt, an incident whose playbook wants ``min_occurrences`` waits
+    for them: until the window from its first occurrence ends (ingest wakes it as soon as the
+    count is reached); still short then, it is resolved ``below_threshold`` (a lone 429 is
+    not worth a restart; a burst is). A scheduler's occurrences are its reports of the same
+    task and signature; an alert's are its firings (incidents of its fingerprint)."""
+    brakes, now = plan.playbook.brakes, facts.now
+    need = brakes.min_occurrences
+    if need <= 1 or incident.retry_count > 0:
+        return None
+    seen = incident.occurrences
+    if incident.source == Source.ALERTMANAGER.value and incident.fingerprint is not None:
+        seen = max(seen, facts.firings.get(incident.fingerprint, 1))
+    if seen >= need:
+        return None
+    ends = incident.created_at + timedelta(minutes=brakes.occurrence_window_minutes)
+    if now >= ends:
+        return Resolve(ResolveKind.BELOW_THRESHOLD)
+    output = (
+        f"{seen} of {need} occurrences within "
+        f"{brakes.occurrence_window_minutes:g} min; waiting until {ends.isoformat()} for the "
+        f"rest; would run {plan.action_detail}"
+    )
+    return Defer(plan, Guard.THRESHOLD, output, ends, wake_at=need)
 
 
 def paused(start: Start, facts: Facts) -> Decision:

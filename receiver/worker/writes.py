@@ -56,7 +56,7 @@ class Writes:
     _if_held: dict[int, dict[str, Any]] = field(default_factory=dict)
     _if_status: dict[IncidentStatus, dict[int, dict[str, Any]]] = field(default_factory=dict)
     _escalate: dict[EscalationReason, list[Mapping[str, Any]]] = field(default_factory=dict)
-    _resolve: list[Mapping[str, Any]] = field(default_factory=list)
+    _resolve: dict[ResolveKind, list[Mapping[str, Any]]] = field(default_factory=dict)
     _release: set[int] = field(default_factory=set)
     _unlock: list[tuple[str, int]] = field(default_factory=list)
     _counts: Counter[tuple[int, bool]] = field(default_factory=Counter)
@@ -177,9 +177,10 @@ class Writes:
         )
         self.effects.tell("quarantined", row["id"], reason=f"{plan.target}: {why}")
 
-    def resolve(self, row: Mapping[str, Any]) -> None:
-        """Resolve a scheduler incident that stayed quiet through its verify window."""
-        self._resolve.append(row)
+    def resolve(self, row: Mapping[str, Any], how: ResolveKind = ResolveKind.QUIET) -> None:
+        """Resolve an incident: a scheduler's that stayed quiet through its verify window,
+        or one that stayed below its playbook's min_occurrences."""
+        self._resolve.setdefault(how, []).append(row)
         self.release(row["id"])
 
     def resolved(self, how: ResolveKind, closed: list[Resolved]) -> None:
@@ -199,8 +200,8 @@ class Writes:
     def flush(self, conn: Connection) -> list[int]:
         """Write everything queued; the ids of the heal logs queued, in order."""
         now = self.now
-        if self._resolve:
-            self.resolved(ResolveKind.QUIET, repo.incidents.resolve(conn, self._resolve, now))
+        for how, rows in self._resolve.items():
+            self.resolved(how, repo.incidents.resolve(conn, rows, now))
         repo.outcomes.healed(conn, self.notify, self._healed, now)
         self._healed.clear()
         self.flush_outcomes(conn)

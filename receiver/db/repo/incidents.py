@@ -254,3 +254,20 @@ def resolve(conn: Connection, rows: Iterable[Mapping[str, Any]], now: datetime) 
         )
         closed.extend(as_resolved(result.all()))
     return closed
+
+
+def firings(conn: Connection, fingerprints: Iterable[str], since: datetime) -> dict[str, int]:
+    """How often each alert fired since ``since``: its incidents (one per firing)."""
+    wanted = set(fingerprints)
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(incidents.c.fingerprint, func.count())
+        .where(
+            incidents.c.source == Source.ALERTMANAGER.value,
+            incidents.c.fingerprint.in_(wanted),
+            incidents.c.created_at >= since,
+        )
+        .group_by(incidents.c.fingerprint)
+    )
+    return {fp: int(n) for fp, n in rows.all()}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, update
+from sqlalchemy import Connection, and_, case, update
 from sqlalchemy.engine import Dialect
 
 from receiver.db.repo._sql import RESOLVABLE, dialect_insert
@@ -156,12 +156,18 @@ def _statements(dialect: str) -> _Statements:
             "last_seen_at": ins.excluded.last_seen_at,
             "updated_at": ins.excluded.updated_at,
         }
+        # Waiting for its playbook's min_occurrences, and this occurrence is the one.
+        reached = and_(
+            incidents.c.status == IncidentStatus.OPEN.value,
+            incidents.c.occurrences + ins.excluded.occurrences >= incidents.c.wake_at_occurrences,
+        )
+        whens: list[Any] = [(reached, ins.excluded.last_seen_at)]
         if source is Source.SCHEDULER:
             # The job failed again while we waited to see if the repair held: judge now.
-            set_["next_attempt_at"] = case(
-                (incidents.c.status == IncidentStatus.VERIFYING.value, ins.excluded.last_seen_at),
-                else_=incidents.c.next_attempt_at,
+            whens.append(
+                (incidents.c.status == IncidentStatus.VERIFYING.value, ins.excluded.last_seen_at)
             )
+        set_["next_attempt_at"] = case(*whens, else_=incidents.c.next_attempt_at)
         upserts[source] = ins.on_conflict_do_update(
             index_elements=[incidents.c.dedup_key], set_=set_
         ).returning(

@@ -33,7 +33,7 @@ def enqueue(
     conn: Connection,
     channels: Sequence[str],
     event: NoticeEvent,
-    payloads: Sequence[tuple[int, dict[str, Any]]],
+    payloads: Sequence[tuple[int | None, dict[str, Any]]],
     now: datetime,
 ) -> int:
     """One row per (incident's payload, channel); the rows written."""
