@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from receiver.matchers import Matcher, parse_matchers
 from receiver.timeintervals import Name, Windows
 
 
@@ -31,6 +32,13 @@ class BrakesModel(BaseModel):
     # occurrence); fewer by the window's end: resolved below_threshold, nothing run.
     min_occurrences: int = Field(default=1, ge=1, le=100_000)
     occurrence_window_minutes: float = Field(default=10, gt=0, le=7 * 24 * 60)
+    # Alerts (matchers) that hold this playbook's actions back while they fire in
+    # Alertmanager, beside the settings' blocked_by; escalate after this long (unset: the
+    # settings' blocked_escalate_after_minutes).
+    blocked_by: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        default_factory=list
+    )
+    blocked_escalate_after_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,8 @@ class Brakes:
     quarantine_window_minutes: float | None = None
     min_occurrences: int = 1
     occurrence_window_minutes: float = 10
+    blocked_by: tuple[Matcher, ...] = ()
+    blocked_escalate_after_minutes: float | None = None
 
     @classmethod
     def of(cls, model: BrakesModel, scope: Mapping[str, Any]) -> Brakes:
@@ -51,7 +61,15 @@ class Brakes:
             missing = windows.unknown(getattr(model, key))
             if missing:
                 raise BrakeError(key, f"no time interval named {missing[0]!r} in the settings")
+        try:
+            blocked_by = parse_matchers(model.blocked_by, "blocked_by")
+        except ValueError as exc:
+            raise BrakeError("blocked_by", str(exc)) from exc
+        if blocked_by and not scope.get("alertmanager"):
+            raise BrakeError("blocked_by", "needs alertmanager_url in the settings")
         return cls(
+            blocked_by=blocked_by,
+            blocked_escalate_after_minutes=model.blocked_escalate_after_minutes,
             mute_time_intervals=tuple(model.mute_time_intervals),
             active_time_intervals=tuple(model.active_time_intervals),
             escalate_in_maintenance=model.in_maintenance == "escalate",
@@ -70,6 +88,8 @@ class Brakes:
             "quarantine_window_minutes": self.quarantine_window_minutes,
             "min_occurrences": self.min_occurrences,
             "occurrence_window_minutes": self.occurrence_window_minutes,
+            "blocked_by": [str(m) for m in self.blocked_by],
+            "blocked_escalate_after_minutes": self.blocked_escalate_after_minutes,
         }
 
 

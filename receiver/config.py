@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from receiver.errors import ConfigError
 from receiver.inventory import DEFAULT_COMMANDS, HostConfig, Inventory, build_inventory
+from receiver.matchers import Matcher, parse_matchers
 from receiver.timeintervals import TimeIntervalModel, Windows, build_windows
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -125,6 +126,16 @@ class Settings(BaseModel):
     # lifts it (a restart-loop latch; a playbook may set its own; 0: off).
     quarantine_after: int = Field(default=5, ge=0, le=10_000)
     quarantine_window_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+    # Alerts that hold every action back while they fire in Alertmanager (matchers, e.g.
+    # 'alertname=~"Deploy.*"'); asked of alertmanager_url. Unreachable: wait (fail closed)
+    # unless blocked_fail_open; blocked longer than blocked_escalate_after_minutes: escalate.
+    blocked_by: list[str] = Field(default_factory=list)
+    blocked_fail_open: bool = False
+    blocked_escalate_after_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60)
+    blocked_recheck_seconds: float = Field(default=30, gt=0, le=3600)
+    # Before acting on an alert's incident that waited, ask Alertmanager whether the alert
+    # is still active (not resolved, not silenced by a person meanwhile).
+    recheck_alerts: bool = True
 
     @field_validator("listen")
     @classmethod
@@ -190,6 +201,9 @@ class Settings(BaseModel):
         for url in self.alertmanager_urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"alertmanager_url: {url!r} is not an http(s) URL")
+        if self.blocked_by and not self.alertmanager_urls:
+            raise ValueError("blocked_by needs alertmanager_url (the alerts are asked there)")
+        object.__setattr__(self, "_blocked_by", parse_matchers(self.blocked_by, "blocked_by"))
         object.__setattr__(
             self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
         )
@@ -229,7 +243,13 @@ class Settings(BaseModel):
             "inventory": self.inventory,
             "http_allow": tuple(self.http_allow),
             "windows": self.windows,
+            "alertmanager": bool(self.alertmanager_urls),
         }
+
+    @property
+    def blocked_matchers(self) -> tuple[Matcher, ...]:
+        matchers: tuple[Matcher, ...] = self.__dict__["_blocked_by"]
+        return matchers
 
     @property
     def windows(self) -> Windows:

@@ -126,6 +126,9 @@ class EscalationReason(enum.StrEnum):
     MAINTENANCE = "maintenance"
     # Its target took too many actions in the window (a restart loop), or is quarantined.
     QUARANTINED = "quarantined"
+    # An alert named by blocked_by fired for longer than the playbook waits (or Alertmanager
+    # could not be asked, failing closed).
+    BLOCKED = "blocked"
 
 
 class NoticeEvent(enum.StrEnum):
@@ -167,6 +170,7 @@ class Guard(enum.StrEnum):
     MAINTENANCE = "maintenance"  # a mute time interval, or outside the active ones
     QUARANTINE = "quarantine"  # the target is quarantined (too many actions in a window)
     THRESHOLD = "threshold"  # fewer occurrences than the playbook's min_occurrences so far
+    BLOCKED = "blocked"  # a blocking alert fires in Alertmanager (or it cannot be asked)
 
 
 class LogReason(enum.StrEnum):
@@ -176,6 +180,9 @@ class LogReason(enum.StrEnum):
     MAINTENANCE = "maintenance"
     QUARANTINED = "quarantined"
     THRESHOLD = "threshold"
+    BLOCKED = "blocked"
+    ALERT_GONE = "alert_gone"  # re-checked after a wait: no longer active in Alertmanager
+    SILENCED = "silenced"  # re-checked after a wait: a person silenced it meanwhile
     SLOT_REFUSED = "slot_refused"
     DRY_RUN = "dry_run"
     AWAITING_APPROVAL = "awaiting_approval"
@@ -203,6 +210,10 @@ class ResolveKind(enum.StrEnum):
     TASK_SUCCESS = "task_success"  # the scheduler's success ping
     # It did not occur min_occurrences times within its playbook's window: nothing was run.
     BELOW_THRESHOLD = "below_threshold"
+    # Re-checked before acting after a wait: Alertmanager no longer holds the alert active,
+    # or a person silenced it. Nothing was run.
+    ALERT_GONE = "alert_gone"
+    SILENCED = "silenced"
 
 
 @dataclass(frozen=True, slots=True)

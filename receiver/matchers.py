@@ -64,5 +64,21 @@ def parse_matcher(text: str) -> Matcher:
     return Matcher(found["name"], op, value, regex)
 
 
+def parse_matchers(texts: list[str], field: str) -> tuple[Matcher, ...]:
+    """Several matchers; ValueError names the field and which one."""
+    out = []
+    for i, text in enumerate(texts):
+        try:
+            out.append(parse_matcher(text))
+        except ValueError as exc:
+            raise ValueError(f"{field}.{i}: {exc}") from None
+    return tuple(out)
+
+
+def matcher_key(matchers: tuple[Matcher, ...]) -> str:
+    """A set of matchers as one string (Alertmanager's syntax, comma-separated)."""
+    return ", ".join(str(m) for m in matchers)
+
+
 def all_match(matchers: tuple[Matcher, ...], labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in matchers)

@@ -80,3 +80,26 @@ def test_authorization_header_forms() -> None:
     assert not authorized(s, None)
     assert not authorized(s, "tok")
     assert authorized(load_settings(), None)  # loopback dev mode: no credentials configured
+
+
+def test_blocked_by_needs_alertmanager_and_valid_matchers() -> None:
+    from receiver.errors import PlaybookError
+    from receiver.playbooks import parse_playbooks
+
+    with pytest.raises(ConfigError, match="blocked_by needs alertmanager_url"):
+        load_settings(None, environ={}, blocked_by=['alertname="Deploy"'])
+    with pytest.raises(ConfigError, match="blocked_by.0: not a matcher"):
+        load_settings(None, environ={}, blocked_by=["alertname=="], alertmanager_url="http://a")
+    settings = load_settings(
+        None, environ={}, blocked_by=['alertname=~"Deploy.*"'], alertmanager_url="http://a"
+    )
+    assert [str(m) for m in settings.blocked_matchers] == ['alertname=~"Deploy.*"']
+    text = (
+        "playbooks:\n  - name: p\n    error_type: OOM\n"
+        "    action: {type: alert_only, params: {message: x}}\n"
+        "    blocked_by: ['alertname=~\"Deploy.*\"']\n"
+    )
+    with pytest.raises(PlaybookError, match="needs alertmanager_url"):
+        parse_playbooks(text, "p.yaml", load_settings(None, environ={}).param_scope())
+    (playbook,) = parse_playbooks(text, "p.yaml", settings.param_scope())
+    assert [str(m) for m in playbook.brakes.blocked_by] == ['alertname=~"Deploy.*"']

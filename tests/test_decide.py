@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from receiver.actions.base import ActionParams
+from receiver.alertmanager_api import AlertState
 from receiver.brakes import Brakes
 from receiver.domain import (
     ErrorType,
@@ -29,6 +30,7 @@ from receiver.domain import (
     Source,
 )
 from receiver.errors import SlotError
+from receiver.matchers import parse_matcher
 from receiver.playbooks import Playbook
 from receiver.textmatch import TextPatterns
 from receiver.timeintervals import TimeIntervalModel, build_windows
@@ -886,3 +888,62 @@ THRESHOLD = [
 def test_a_threshold(fields: dict[str, Any], facts: Facts, expected: Decision) -> None:
     case = Case(incident(created_at=FIRST_SEEN, **fields), BURST)
     assert one(case, POLICY, facts) == expected
+
+
+# --- blocking alerts and the re-check (Stage 8, brakes 3 and 4) -------------------------
+
+DEPLOY = (parse_matcher('alertname=~"Deploy.*"'),)
+KEY = 'alertname=~"Deploy.*"'
+BLOCKING = Policy(blocked_by=DEPLOY, blocked_recheck=30 * S)
+FIRING = Facts(NOW, blocking={KEY: (("f1", "DeployInProgress"),)})
+
+
+def test_a_blocking_alert_holds_the_action_until_it_stops() -> None:
+    d = one(Case(incident(), P), BLOCKING, FIRING)
+    assert d == Defer(
+        P,
+        Guard.BLOCKED,
+        f"blocked by firing DeployInProgress ({KEY}); would run restart web",
+        NOW + 30 * S,
+    )
+    quiet = Facts(NOW, blocking={KEY: ()})
+    assert one(Case(incident(), P), BLOCKING, quiet) == Start(P, 1)
+
+
+def test_blocked_for_too_long_escalates() -> None:
+    old = incident(created_at=NOW - 31 * M)
+    d = one(Case(old, P), BLOCKING, FIRING)
+    assert isinstance(d, Escalate) and d.reason is EscalationReason.BLOCKED
+    assert d.guard is Guard.BLOCKED
+    patient = plan(brakes=Brakes(blocked_escalate_after_minutes=60))
+    assert isinstance(one(Case(old, patient), BLOCKING, FIRING), Defer)
+
+
+def test_alertmanager_unreachable_fails_closed_unless_told_otherwise() -> None:
+    unknown = Facts(NOW, blocking={KEY: None})
+    d = one(Case(incident(), P), BLOCKING, unknown)
+    assert isinstance(d, Defer) and "could not be asked" in d.output
+    open_ = dataclasses.replace(BLOCKING, blocked_fail_open=True)
+    assert one(Case(incident(), P), open_, unknown) == Start(P, 1)
+
+
+def test_a_playbook_blocks_on_its_own_alerts_and_not_on_its_own_fault() -> None:
+    own = plan(brakes=Brakes(blocked_by=DEPLOY))
+    assert isinstance(one(Case(incident(), own), POLICY, FIRING), Defer)
+    assert one(Case(incident(), P), POLICY, FIRING) == Start(P, 1)  # not its matchers
+    itself = incident(fingerprint="f1")  # the firing alert is this incident's own
+    assert one(Case(itself, own), POLICY, FIRING) == Start(own, 1)
+
+
+def test_a_waited_alert_is_rechecked_before_acting() -> None:
+    gone = one(Case(incident(), P), POLICY, Facts(NOW, alerts={1: None}))
+    assert isinstance(gone, Resolve) and gone.how is ResolveKind.ALERT_GONE
+    assert gone.note is not None and gone.note.reason is LogReason.ALERT_GONE
+    silence = AlertState("f1", "suppressed", {}, silenced_by=("s-1",))
+    silenced = one(Case(incident(), P), POLICY, Facts(NOW, alerts={1: silence}))
+    assert isinstance(silenced, Resolve) and silenced.how is ResolveKind.SILENCED
+    assert silenced.note is not None and "(s-1)" in silenced.note.output
+    # Still active, or only inhibited: it goes on; not asked: as before.
+    for state in (AlertState("f1", "active", {}), AlertState("f1", "suppressed", {}, (), ("x",))):
+        assert one(Case(incident(), P), POLICY, Facts(NOW, alerts={1: state})) == Start(P, 1)
+    assert one(Case(incident(), P), POLICY, Facts(NOW, alerts={2: None})) == Start(P, 1)

@@ -33,6 +33,10 @@ REASONS: dict[EscalationReason, str] = {
         "hold, and repeating it now would be a restart loop"
     ),
     _R.MAINTENANCE: "it came in a maintenance window; nothing was executed",
+    _R.BLOCKED: (
+        "an alert that blocks repairs (blocked_by) kept firing, or Alertmanager could not be "
+        "asked; nothing was executed"
+    ),
     _R.QUARANTINED: (
         "its target took too many actions in a short time (a restart loop?) and is quarantined "
         "until a person lifts it (autoheal quarantine lift TARGET); nothing was executed"

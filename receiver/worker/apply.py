@@ -85,6 +85,9 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
         w.update(incident_id, {"next_attempt_at": d.until})
         w.release(incident_id)
     else:
+        if d.note is not None and d.plan is not None:
+            n = d.note
+            w.log(row, d.plan, n.result, n.reason.value, n.output, attempt=n.attempt)
         w.resolve(row, d.how)
     return None
 

@@ -42,6 +42,7 @@ from receiver.worker.decisions import (
     NotHeld,
     Start,
 )
+from receiver.worker.lookout import Seen
 from receiver.worker.plan import Plan, incident_signal, make_plan, matching
 from receiver.worker.writes import Writes
 
@@ -76,6 +77,7 @@ def begin(
     now: datetime,
     limit: int,
     running: frozenset[int] = frozenset(),
+    seen: Seen | None = None,
 ) -> Begun:
     """Claim up to ``limit`` due incidents and move each one step on, up to its action;
     those whose action runs are leased to this replica until it is recorded. ``running``:
@@ -104,7 +106,7 @@ def begin(
     w.flush_outcomes(conn)
     cases = [_case(conn, ctx, catalog, row, i, exhausted) for row, i, exhausted in planning]
     planned = [row for row, _, _ in planning]
-    decisions = _decide(conn, ctx, w, planned, cases)
+    decisions = _decide(conn, ctx, w, planned, cases, seen or Seen())
     lease = timedelta(seconds=ctx.settings.lease_seconds)
     queued: list[tuple[dict[str, Any], Start, int]] = []
     for row, d in zip(planned, decisions, strict=True):
@@ -146,6 +148,7 @@ def _decide(
     w: Writes,
     rows: Sequence[dict[str, Any]],
     cases: Sequence[Case],
+    seen: Seen,
 ) -> list[Decision]:
     """Decide every case; take the guard rows of those that start.
 
@@ -167,6 +170,7 @@ def _decide(
         plans = [p for c in cases if (p := c.plan) is not None]
         facts = store_facts.read_quarantine(conn, policy, facts, plans)
     facts = store_facts.read_firings(conn, facts, cases)
+    facts = dataclasses.replace(facts, blocking=seen.blocking, alerts=seen.alerts)
     latched = facts
     decided: dict[int, Decision] = {}
     todo = list(range(len(cases)))
@@ -191,6 +195,7 @@ def _decide(
             recent=latched.recent,
             firings=latched.firings,
         )
+        facts = dataclasses.replace(facts, blocking=seen.blocking, alerts=seen.alerts)
     for i in todo:
         plan = cases[i].plan
         if isinstance(decided[i], Start) and plan is not None:

@@ -50,7 +50,7 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
-from receiver.worker.holds import maintenance, paused, quarantine, threshold
+from receiver.worker.holds import blocked, maintenance, paused, quarantine, recheck, threshold
 from receiver.worker.plan import Plan
 
 # How soon an incident held back by another one acting on its target looks again.
@@ -97,6 +97,9 @@ def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
     incident, plan, now = case.incident, case.plan, facts.now
     if plan is None:  # the playbooks changed since ingest: nothing matches any more
         return Escalate(EscalationReason.NO_PLAYBOOK, detail=case.no_match)
+    gone = recheck(incident, plan, facts)
+    if gone is not None:
+        return gone
     if incident.status is IncidentStatus.AWAITING_APPROVAL:
         waited = _awaiting(incident, plan, facts)
         if waited is not None:
@@ -115,7 +118,7 @@ def _alone(case: Case, policy: Policy, facts: Facts) -> Decision:
         output = f"dry run: would run {plan.action_detail}"
         note = Note(HealResult.DRY_RUN, LogReason.DRY_RUN, output, attempt)
         return Escalate(EscalationReason.DRY_RUN, plan, note)
-    held = maintenance(plan, attempt, policy, now)
+    held = maintenance(plan, attempt, policy, now) or blocked(incident, plan, policy, facts)
     if held is not None:
         return held
     if playbook.approval_required and not approved(incident, attempt):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver.alertmanager_api import AlertState
 from receiver.config import Settings
 from receiver.domain import (
     EscalationReason,
@@ -22,6 +23,7 @@ from receiver.domain import (
     Quarantined,
     ResolveKind,
 )
+from receiver.matchers import Matcher
 from receiver.playbooks import Playbook
 from receiver.timeintervals import Windows
 from receiver.worker.plan import Plan
@@ -97,6 +99,10 @@ class Policy:
     windows: Windows = field(default_factory=Windows)
     quarantine_after: int = 0  # more actions than this on a target in the window: quarantined
     quarantine_window: timedelta = timedelta(hours=1)
+    blocked_by: tuple[Matcher, ...] = ()  # alerts that hold every action back
+    blocked_fail_open: bool = False  # Alertmanager unreachable: act anyway
+    blocked_escalate_after: timedelta = timedelta(minutes=30)
+    blocked_recheck: timedelta = timedelta(seconds=30)
 
     def quarantine_for(self, playbook: Playbook) -> tuple[int, timedelta]:
         """The quarantine limit and window of a playbook's actions (0: none)."""
@@ -119,6 +125,10 @@ class Policy:
             windows=settings.windows,
             quarantine_after=settings.quarantine_after,
             quarantine_window=timedelta(minutes=settings.quarantine_window_minutes),
+            blocked_by=settings.blocked_matchers,
+            blocked_fail_open=settings.blocked_fail_open,
+            blocked_escalate_after=timedelta(minutes=settings.blocked_escalate_after_minutes),
+            blocked_recheck=timedelta(seconds=settings.blocked_recheck_seconds),
         )
 
 
@@ -144,6 +154,11 @@ class Facts:
     recent: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
     # alert fingerprint -> its firings within the widest occurrence window (min_occurrences)
     firings: Mapping[str, int] = field(default_factory=dict)
+    # What Alertmanager said just before the batch (Lookout): per blocked_by matcher set,
+    # the (fingerprint, alertname) of the blocking alerts firing, None when no peer answered;
+    # per incident that waited, its alert there now (None: no longer active), if asked.
+    blocking: Mapping[str, tuple[tuple[str, str], ...] | None] = field(default_factory=dict)
+    alerts: Mapping[int, AlertState | None] = field(default_factory=dict)
 
 
 # --- what a rule decides ----------------------------------------------------------------
@@ -211,7 +226,11 @@ class Wait:
 
 @dataclass(frozen=True, slots=True)
 class Resolve:
+    """Close the incident; ``note``: the heal log saying why nothing was run."""
+
     how: ResolveKind
+    plan: Plan | None = None
+    note: Note | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,16 @@
 """Holds (pure): the brakes a person sets or a count trips, each a rule ``decide`` asks of
-an action about to start: a threshold (too few occurrences yet: wait, or resolve when the
-window passes), a pause (every action waits), a maintenance window (wait for its end, or
-escalate), a quarantined target (escalate; the action that would exceed its limit trips the
-latch). A new brake is a function here, asked in ``decide``, and a table of cases
-in tests/test_decide.py.
+an action about to start:
+
+- the re-check of an alert's incident that waited (resolved when its alert is gone from
+  Alertmanager or a person silenced it);
+- a threshold (too few occurrences yet: wait, or resolve when the window passes);
+- a pause (every action waits);
+- a maintenance window (wait for its end, or escalate);
+- a blocking alert firing in Alertmanager (wait, then escalate);
+- a quarantined target (escalate; the action that would exceed its limit trips the latch).
+
+A new brake is a function here, asked in ``decide``, and a table of cases in
+tests/test_decide.py.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from receiver.domain import EscalationReason, Guard, HealResult, LogReason, ResolveKind, Source
+from receiver.matchers import matcher_key
 from receiver.timeintervals import HORIZON
 from receiver.worker.decisions import (
     Decision,
@@ -125,3 +133,59 @@ def quarantine(
     )
     note = Note(HealResult.SKIPPED, LogReason.QUARANTINED, output)
     return Escalate(EscalationReason.QUARANTINED, plan, note, Guard.QUARANTINE, quarantine=why)
+
+
+def recheck(incident: Incident, plan: Plan, facts: Facts) -> Decision | None:
+    """An alert's incident that waited (back-off, approval, pause, window, busy target) is
+    not acted on when Alertmanager, asked just now, no longer holds its alert active, or a
+    person silenced it meanwhile: resolved, with a heal log saying so."""
+    if incident.id not in facts.alerts:
+        return None  # not asked (it did not wait, or Alertmanager did not answer)
+    alert = facts.alerts[incident.id]
+    if alert is None:
+        output = (
+            f"its alert is no longer active in Alertmanager; nothing run ({plan.action_detail})"
+        )
+        note = Note(HealResult.SKIPPED, LogReason.ALERT_GONE, output)
+        return Resolve(ResolveKind.ALERT_GONE, plan, note)
+    if alert.state == "suppressed" and alert.silenced_by:
+        output = (
+            f"silenced in Alertmanager meanwhile ({', '.join(alert.silenced_by)}); "
+            f"nothing run ({plan.action_detail})"
+        )
+        note = Note(HealResult.SKIPPED, LogReason.SILENCED, output)
+        return Resolve(ResolveKind.SILENCED, plan, note)
+    return None
+
+
+def blocked(incident: Incident, plan: Plan, policy: Policy, facts: Facts) -> Decision | None:
+    """While an alert named by blocked_by (the settings' or the playbook's) fires in
+    Alertmanager, the action waits; Alertmanager unreachable counts as firing unless the
+    settings fail open. Blocked longer than the playbook waits (from the incident's
+    start): escalated ``blocked``."""
+    why = None
+    for matchers in (policy.blocked_by, plan.playbook.brakes.blocked_by):
+        if not matchers:
+            continue
+        key = matcher_key(matchers)
+        firing = facts.blocking.get(key)
+        if firing is None:
+            if not policy.blocked_fail_open:
+                why = f"Alertmanager could not be asked whether {key} fires (failing closed)"
+                break
+            continue
+        # The incident's own alert does not block its repair.
+        names = sorted({name for fp, name in firing if fp != incident.fingerprint})
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            why = f"blocked by firing {shown} ({key})"
+            break
+    if why is None:
+        return None
+    minutes = plan.playbook.brakes.blocked_escalate_after_minutes
+    patience = policy.blocked_escalate_after if minutes is None else timedelta(minutes=minutes)
+    output = f"{why}; would run {plan.action_detail}"
+    if facts.now - incident.created_at >= patience:
+        note = Note(HealResult.SKIPPED, LogReason.BLOCKED, output + f"; waited {patience}")
+        return Escalate(EscalationReason.BLOCKED, plan, note, Guard.BLOCKED)
+    return Defer(plan, Guard.BLOCKED, output, facts.now + policy.blocked_recheck)

@@ -30,6 +30,7 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError
 
 from receiver.actions import ACTIONS, Action
+from receiver.alertmanager_api import AlertmanagerAPI
 from receiver.background import repeat, tasks
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
@@ -43,6 +44,7 @@ from receiver.worker.act import Done, record, run_action
 from receiver.worker.begin import Started, begin
 from receiver.worker.context import StepContext, now
 from receiver.worker.decisions import Policy
+from receiver.worker.lookout import Lookout
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,9 @@ class HealWorker:
             actions,
             announcer(settings),
         )
+        self.lookout = Lookout(
+            AlertmanagerAPI.of(settings), self.ctx.policy, settings.recheck_alerts
+        )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet
         self._actions: set[asyncio.Task[None]] = set()
@@ -114,6 +119,7 @@ class HealWorker:
                 await asyncio.gather(*self._actions, return_exceptions=True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._until_recorded(), 10)
+                await self.lookout.close()
 
     async def poll_once(self) -> int:
         """Claim what is due (as many as there are free slots), move each one step on, and
@@ -128,8 +134,18 @@ class HealWorker:
         if due is None or due > at:
             return 0
         catalog = self.catalog.current
+        # Alertmanager is asked here, outside the transaction: blocking alerts, and the
+        # alerts of incidents that waited.
+        seen = await self.lookout.look(self.db, catalog, at, free)
         begun = await self.db.run_in_transaction(
-            begin, self.ctx, catalog, at, free, frozenset(self._running), short=free <= SHORT_ROWS
+            begin,
+            self.ctx,
+            catalog,
+            at,
+            free,
+            frozenset(self._running),
+            seen,
+            short=free <= SHORT_ROWS,
         )
         self.metrics.claims.inc(begun.claimed)
         self._applied(begun.effects)

@@ -201,7 +201,10 @@ class Writes:
         """Write everything queued; the ids of the heal logs queued, in order."""
         now = self.now
         for how, rows in self._resolve.items():
-            self.resolved(how, repo.incidents.resolve(conn, rows, now))
+            # Closed with nothing run while its alert may still notify (silenced now, below
+            # its threshold): a later notification is a new incident.
+            forget = how is not ResolveKind.QUIET
+            self.resolved(how, repo.incidents.resolve(conn, rows, now, forget=forget))
         repo.outcomes.healed(conn, self.notify, self._healed, now)
         self._healed.clear()
         self.flush_outcomes(conn)

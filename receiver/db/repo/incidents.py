@@ -18,6 +18,7 @@ from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 
 # A resolve notes whether a repair held: the SET clause reads the row as it was.
 _REPAIRING = [IncidentStatus.HEALING.value, IncidentStatus.VERIFYING.value]
+_WAITING = [IncidentStatus.OPEN.value, IncidentStatus.AWAITING_APPROVAL.value]
 
 
 _RESOLVED_COLUMNS = (
@@ -235,15 +236,19 @@ def _escalate(scheduler: bool) -> Any:
     )
 
 
-def resolve(conn: Connection, rows: Iterable[Mapping[str, Any]], now: datetime) -> list[Resolved]:
-    """Resolve those of these incidents still active (a quiet verify window)."""
+def resolve(
+    conn: Connection, rows: Iterable[Mapping[str, Any]], now: datetime, *, forget: bool = False
+) -> list[Resolved]:
+    """Resolve those of these incidents still active (a quiet verify window). A scheduler's
+    incident, and with ``forget`` an alert's, gives up its dedup key: the fault's next
+    report or notification opens a new incident."""
     by_source: dict[bool, list[int]] = {}
     for row in rows:
         by_source.setdefault(row["source"] == Source.SCHEDULER.value, []).append(row["id"])
     closed: list[Resolved] = []
     for scheduler, ids in by_source.items():
         values = resolved_values(now)
-        if scheduler:
+        if scheduler or forget:
             values["dedup_key"] = None
         result = conn.execute(
             resolving(
@@ -271,3 +276,22 @@ def firings(conn: Connection, fingerprints: Iterable[str], since: datetime) -> d
         .group_by(incidents.c.fingerprint)
     )
     return {fp: int(n) for fp, n in rows.all()}
+
+
+async def waited_alerts(conn: AsyncConnection, now: datetime, limit: int) -> list[Any]:
+    """Due alert incidents that waited before (a decision named their playbook: a back-off,
+    an approval, a pause, a window, a busy target): id, fingerprint, labels. Their alerts are
+    re-checked in Alertmanager before the worker claims them."""
+    rows = await conn.execute(
+        select(incidents.c.id, incidents.c.fingerprint, incidents.c.labels)
+        .where(
+            incidents.c.next_attempt_at <= now,
+            incidents.c.source == Source.ALERTMANAGER.value,
+            incidents.c.status.in_(_WAITING),
+            incidents.c.playbook_id.is_not(None),
+            incidents.c.fingerprint.is_not(None),
+        )
+        .order_by(incidents.c.next_attempt_at, incidents.c.id)
+        .limit(limit)
+    )
+    return list(rows.all())

@@ -1,0 +1,111 @@
+"""Lookout: what Alertmanager says, asked just before a batch is claimed (the rules are pure
+and run inside a transaction; the network is asked here, outside it).
+
+- Blocking alerts: for every blocked_by matcher set (the settings' and each playbook's), the
+  alerts firing now, neither silenced nor inhibited; None when no peer answered. Kept for
+  ``TTL`` seconds: a storm's polls do not each ask again.
+- Re-check: for the due alert incidents that waited, their alert in Alertmanager now (one
+  query per alertname, silenced and inhibited alerts included); None: no longer active.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from receiver.alertmanager_api import AlertmanagerAPI, AlertState
+from receiver.catalog import Catalog
+from receiver.db import repo
+from receiver.db.engine import Database
+from receiver.matchers import Matcher, MatchOp, matcher_key
+from receiver.worker.decisions import Policy
+
+TTL = 2.0  # seconds a blocking answer is reused
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    blocking: Mapping[str, tuple[tuple[str, str], ...] | None] = field(default_factory=dict)
+    alerts: Mapping[int, AlertState | None] = field(default_factory=dict)
+
+
+class Lookout:
+    def __init__(self, api: AlertmanagerAPI | None, policy: Policy, recheck: bool) -> None:
+        self.api = api
+        self.policy = policy
+        self.recheck = recheck and api is not None
+        self._blocking: dict[str, tuple[float, tuple[tuple[str, str], ...] | None]] = {}
+
+    async def close(self) -> None:
+        if self.api is not None:
+            await self.api.close()
+
+    async def look(self, db: Database, catalog: Catalog, now: datetime, limit: int) -> Seen:
+        if self.api is None:
+            return Seen()
+        blocking = await self._blocking_now(catalog)
+        alerts: dict[int, AlertState | None] = {}
+        if self.recheck:
+            async with db.reading() as conn:
+                waited = await repo.incidents.waited_alerts(conn, now, limit)
+            alerts = await self._alerts_of(waited)
+        return Seen(blocking, alerts)
+
+    async def _blocking_now(
+        self, catalog: Catalog
+    ) -> dict[str, tuple[tuple[str, str], ...] | None]:
+        assert self.api is not None
+        sets = {matcher_key(m): m for m in (self.policy.blocked_by,) if m}
+        sets.update(
+            {
+                matcher_key(p.brakes.blocked_by): p.brakes.blocked_by
+                for p in catalog.playbooks
+                if p.brakes.blocked_by
+            }
+        )
+        clock = time.monotonic()
+        out: dict[str, tuple[tuple[str, str], ...] | None] = {}
+        for key, matchers in sets.items():
+            cached = self._blocking.get(key)
+            if cached is not None and clock - cached[0] < TTL:
+                out[key] = cached[1]
+                continue
+            found = await self.api.alerts(
+                [str(m) for m in matchers], silenced=False, inhibited=False
+            )
+            firing = (
+                None
+                if found is None
+                else tuple(
+                    (a.fingerprint, a.labels.get("alertname", a.fingerprint))
+                    for a in found
+                    if a.state == "active"
+                )
+            )
+            self._blocking[key] = (clock, firing)
+            out[key] = firing
+        return out
+
+    async def _alerts_of(self, waited: list[Any]) -> dict[int, AlertState | None]:
+        """Their alerts now, asked once per alertname; an alertname no peer answered for
+        is left out (not asked: the rules go on as before)."""
+        assert self.api is not None
+        by_name: dict[str, list[Any]] = {}
+        for row in waited:
+            name = (row.labels or {}).get("alertname")
+            if name:
+                by_name.setdefault(name, []).append(row)
+        out: dict[int, AlertState | None] = {}
+        for name, rows in by_name.items():
+            found = await self.api.alerts(
+                [str(Matcher("alertname", MatchOp.EQ, name))], silenced=True, inhibited=True
+            )
+            if found is None:
+                continue
+            by_fp = {a.fingerprint: a for a in found}
+            for row in rows:
+                out[row.id] = by_fp.get(row.fingerprint)
+        return out

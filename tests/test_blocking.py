@@ -1,0 +1,220 @@
+"""Stage 8, brakes 3 and 4, against the real Alertmanager.
+
+Blocking alerts: while an alert named by a playbook's blocked_by fires in Alertmanager, its
+action waits (a heal log naming the alert); once the alert ends the action runs.
+Alertmanager unreachable: the action waits (fail closed) unless the settings fail open.
+
+The re-check: an alert's incident that waited (here: a pause) is not acted on when, asked
+just before, Alertmanager no longer holds its alert active, or a person silenced it
+through Alertmanager's API meanwhile: it is resolved with a heal log saying so.
+
+The alerts reach autoheal as they do in production: posted to Alertmanager, which sends
+them to autoheal's webhook. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import TOKEN, restart_playbook, until
+from tests.realprograms import free_port, start_alertmanager, stop_process
+
+pytestmark = [pytest.mark.usefixtures("scripted", "programs"), pytest.mark.timeout(90)]
+
+
+def am_config(autoheal_url: str) -> str:
+    # send_resolved false: only the re-check can learn that an alert ended.
+    return f"""
+route:
+  receiver: autoheal
+  group_by: [alertname, container]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: autoheal
+    webhook_configs:
+      - url: {autoheal_url}
+        send_resolved: false
+        http_config:
+          authorization: {{type: Bearer, credentials_file: "{{token_file}}"}}
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class AM:
+    """A real Alertmanager in front of one autoheal service."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def fire(self, ends_in: float = 600, **labels: str) -> None:
+        now = datetime.now(UTC)
+        alert = {
+            "labels": labels,
+            "annotations": {"summary": "test"},
+            "startsAt": _iso(
+                now - timedelta(seconds=5) if ends_in > 0 else now - timedelta(minutes=1)
+            ),
+            "endsAt": _iso(now + timedelta(seconds=ends_in)),
+        }
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.url}/api/v2/alerts", json=[alert]) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+
+    async def end(self, **labels: str) -> None:
+        await self.fire(ends_in=-1, **labels)
+
+    async def silence(self, **labels: str) -> str:
+        now = datetime.now(UTC)
+        body = {
+            "matchers": [
+                {"name": k, "value": v, "isRegex": False, "isEqual": True}
+                for k, v in labels.items()
+            ],
+            "startsAt": _iso(now),
+            "endsAt": _iso(now + timedelta(hours=1)),
+            "createdBy": "ana",
+            "comment": "looking at it",
+        }
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.url}/api/v2/silences", json=body) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            silence_id: str = (await resp.json())["silenceID"]
+            return silence_id
+
+    async def active(self, alertname: str) -> list[Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{self.url}/api/v2/alerts",
+                params={"filter": f'alertname="{alertname}"', "silenced": "false"},
+            ) as resp,
+        ):
+            alerts: list[Any] = await resp.json()
+            return [a for a in alerts if a["status"]["state"] == "active"]
+
+
+@pytest.fixture
+async def with_alertmanager(tmp_path: Path, make_service: Any) -> AsyncIterator[Any]:
+    started: list[Any] = []
+
+    async def make(**overrides: Any) -> tuple[Any, AM]:
+        port = free_port()
+        svc = await make_service(alertmanager_url=f"http://127.0.0.1:{port}", **overrides)
+        hook = str(svc.client.make_url("/api/v1/alerts"))
+        server = await asyncio.to_thread(
+            start_alertmanager, tmp_path / f"am{port}", hook, TOKEN, am_config(hook), port
+        )
+        started.append(server)
+        return svc, AM(server.url)
+
+    yield make
+    for server in started:
+        await asyncio.to_thread(stop_process, server.process)
+
+
+async def _incident(svc: Any, alertname: str = "ContainerOOMKilled") -> dict[str, Any]:
+    async def delivered() -> list[Any]:
+        return [i for i in await svc.incidents() if i["task_name"] == alertname]
+
+    (item,) = await until(delivered, 20, "Alertmanager delivered the alert")
+    found: dict[str, Any] = await svc.incident(item["id"])
+    return found
+
+
+async def test_a_blocking_alert_holds_the_action_until_it_ends(
+    with_alertmanager: Any, playbooks_dir: Any, scripted: list[Any]
+) -> None:
+    folder = playbooks_dir(restart_playbook(blocked_by="['alertname=~\"Deploy.*\"']"))
+    svc, am = await with_alertmanager(playbooks=folder, blocked_recheck_seconds=0.2)
+    await am.fire(alertname="DeployInProgress", service="db")
+    await until(lambda: am.active("DeployInProgress"), 10, "deploy alert active")
+    await am.fire(alertname="ContainerOOMKilled", container="db1")
+    incident = await _incident(svc)
+    await svc.settle()
+    assert scripted == []
+    log = (await svc.incident(incident["id"]))["heal_logs"][0]
+    assert (log["result"], log["reason"]) == ("skipped", "blocked")
+    assert "blocked by firing DeployInProgress" in log["result_output"]
+    assert svc.sample("autoheal_guard_refusals_total", {"guard": "blocked"}) >= 1
+
+    await am.end(alertname="DeployInProgress", service="db")
+    await until(lambda: _none(am.active("DeployInProgress")), 10, "deploy alert ended")
+
+    async def acted() -> bool:
+        await svc.settle()
+        return bool(scripted)
+
+    await until(acted, 10, "the action ran once the deploy ended")
+    assert scripted == [(incident["id"], "db1")]
+
+
+async def _none(pending: Any) -> bool:
+    return not await pending
+
+
+async def test_alertmanager_unreachable_fails_closed_or_open(
+    make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
+) -> None:
+    from tests.conftest import oom_alert
+
+    folder = playbooks_dir(restart_playbook(blocked_by="['alertname=~\"Deploy.*\"']"))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    closed = await make_service(playbooks=folder, alertmanager_url=nowhere)
+    await closed.post("/api/v1/alerts", oom_alert(make_alert, container="db1"))
+    await closed.settle()
+    assert scripted == []
+    log = (await closed.only_incident())["heal_logs"][0]
+    assert "Alertmanager could not be asked" in log["result_output"]
+
+    opened = await make_service(playbooks=folder, alertmanager_url=nowhere, blocked_fail_open=True)
+    await opened.post("/api/v1/alerts", oom_alert(make_alert, fp="other", container="web"))
+    await opened.settle()
+    assert [c for _, c in scripted] == ["web"]
+
+
+@pytest.mark.parametrize("meanwhile", ["silenced", "ended"])
+async def test_an_alert_that_waited_is_rechecked_before_acting(
+    with_alertmanager: Any, playbooks_dir: Any, scripted: list[Any], meanwhile: str
+) -> None:
+    svc, am = await with_alertmanager(playbooks=playbooks_dir(restart_playbook()))
+    assert (await svc.post("/api/v1/pause", {"reason": "deploy"})).status == 200
+    await am.fire(alertname="ContainerOOMKilled", container="db1")
+    incident = await _incident(svc)
+    await svc.settle()  # held back by the pause: it waited
+    assert scripted == []
+
+    if meanwhile == "silenced":
+        silence = await am.silence(alertname="ContainerOOMKilled", container="db1")
+    else:
+        await am.end(alertname="ContainerOOMKilled", container="db1")
+    await until(lambda: _none(am.active("ContainerOOMKilled")), 10, "alert no longer active")
+    resumed = await svc.client.delete("/api/v1/pause", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resumed.status == 200
+    await svc.settle()
+    assert scripted == []  # nothing was run
+    found = await svc.incident(incident["id"])
+    assert found["status"] == "resolved" and found["healed"] is False
+    log = found["heal_logs"][-1]
+    if meanwhile == "silenced":
+        assert (log["result"], log["reason"]) == ("skipped", "silenced")
+        assert silence in log["result_output"]
+        how = "silenced"
+    else:
+        assert (log["result"], log["reason"]) == ("skipped", "alert_gone")
+        how = "alert_gone"
+    assert svc.sample("autoheal_incidents_resolved_total", {"how": how}) == 1
