@@ -15,7 +15,12 @@ per-run phases and the median and spread:
 
 autoheal's own share is claim + action (and the resolve it stores, inside `confirm`).
 
-    python bench/chain.py [--runs 5]
+    python bench/chain.py [--runs 5] [--shipped-timings] [--poll-alertmanager]
+
+--shipped-timings keeps deploy/alertmanager's group_wait 5s and group_interval 30s (else 0s
+and 1s). --poll-alertmanager gives autoheal the Alertmanager's URL, so verify asks it whether
+the alert cleared instead of waiting for the resolved notification (Stage 8). Run with and
+without it, on the shipped timings, for the time-to-heal each way.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ from tests.realprograms import free_port, start_podman, stop_podman, stop_proces
 TOKEN = "bench-token"
 
 
-def serve(tmp: Path, port: int, docker_url: str, run: int) -> subprocess.Popen[bytes]:
+def serve(
+    tmp: Path, port: int, docker_url: str, run: int, alertmanager: str | None
+) -> subprocess.Popen[bytes]:
     (tmp / "token").write_text(TOKEN)
     env = {
         **os.environ,
@@ -56,6 +63,8 @@ def serve(tmp: Path, port: int, docker_url: str, run: int) -> subprocess.Popen[b
         "AUTOHEAL_DEFAULT_VERIFY_SECONDS": "60",
         "AUTOHEAL_LOG_LEVEL": "WARNING",
     }
+    if alertmanager:
+        env["AUTOHEAL_ALERTMANAGER_URL"] = alertmanager
     with (tmp / f"autoheal{run}.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
@@ -101,15 +110,26 @@ def ts(value: str) -> datetime:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--shipped-timings", action="store_true")
+    parser.add_argument("--poll-alertmanager", action="store_true")
     args = parser.parse_args()
+    fast = not args.shipped_timings
     tmp = Path(tempfile.mkdtemp(prefix="autoheal-bench-chain-"))
     engine = start_podman(tmp / "podman")
     port = free_port()
-    autoheal = serve(tmp, port, engine.url, 0)
-    chain = start_chain(tmp, engine, f"http://127.0.0.1:{port}", TOKEN)
+
+    def am_url(am_port: int) -> str | None:
+        return f"http://127.0.0.1:{am_port}" if args.poll_alertmanager else None
+
+    am_port = free_port()
+    autoheal = serve(tmp, port, engine.url, 0, am_url(am_port))
+    url = f"http://127.0.0.1:{port}"
+    chain = start_chain(tmp, engine, url, TOKEN, fast_groups=fast, am_port=am_port)
+    groups = f"group_wait 0s, group_interval {GROUP_INTERVAL}" if fast else "shipped groups"
+    verify = "polls Alertmanager" if args.poll_alertmanager else "waits for the resolve"
     print(
         f"Prometheus scrape/evaluation {SCRAPE_SECONDS}s, rule `for` 0s; Alertmanager "
-        f"group_wait 0s, group_interval {GROUP_INTERVAL}; autoheal worker poll 1s (woken on ingest)"
+        f"{groups}; autoheal worker poll 1s (woken on ingest), verify {verify}"
     )
     header = ("run", "detect", "claim", "action", "confirm", "total")
     print("".join(f"{h:>10}" for h in header) + "   (seconds)")
@@ -118,9 +138,12 @@ def main() -> int:
         for run in range(1, args.runs + 1):
             if run > 1:
                 stop_process(autoheal)
-                autoheal = serve(tmp, port, engine.url, run)
+                am_port = free_port()
+                autoheal = serve(tmp, port, engine.url, run, am_url(am_port))
                 chain.stop()  # and a fresh target, Alertmanager and Prometheus
-                chain = start_chain(tmp / f"run{run}", engine, f"http://127.0.0.1:{port}", TOKEN)
+                chain = start_chain(
+                    tmp / f"run{run}", engine, url, TOKEN, fast_groups=fast, am_port=am_port
+                )
             time.sleep(2 * SCRAPE_SECONDS)  # a few healthy samples first
             broke = chain.break_target()
             incident = wait(lambda: resolved(port), 120, "incident resolved")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -35,11 +35,24 @@ class AlertState:
     labels: Mapping[str, str]
     silenced_by: tuple[str, ...] = ()
     inhibited_by: tuple[str, ...] = ()
+    # As the API gave it, in the webhook's shape (status firing): the truncated part of a
+    # group is stored as if it had come with the webhook.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, alert: Mapping[str, Any]) -> AlertState:
         status = alert.get("status") or {}
+        raw = {
+            "status": "firing",
+            "labels": alert.get("labels") or {},
+            "annotations": alert.get("annotations") or {},
+            "startsAt": alert.get("startsAt"),
+            "endsAt": alert.get("endsAt"),
+            "generatorURL": alert.get("generatorURL") or "",
+            "fingerprint": alert.get("fingerprint"),
+        }
         return cls(
+            raw=raw,
             fingerprint=str(alert.get("fingerprint", "")),
             state=str(status.get("state", "")),
             labels={str(k): str(v) for k, v in (alert.get("labels") or {}).items()},

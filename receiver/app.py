@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from receiver import appkeys, openapi
 from receiver.actions import ACTIONS, Action
+from receiver.alertmanager_api import AlertmanagerAPI
 from receiver.api import error_middleware, routes
 from receiver.auth import auth_middleware
 from receiver.catalog import CatalogHolder, load_catalog
@@ -66,6 +67,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         ssh=SSHPool(settings.inventory),
         http=aiohttp.ClientSession(json_serialize=dumps),  # bodies as the store writes JSON
         http_allow=tuple(settings.http_allow),
+        alertmanager=AlertmanagerAPI.of(settings),
     )
     app[appkeys.RESOURCES] = resources
     telegram = None
@@ -86,6 +88,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         await resources.docker.close()
         if resources.http is not None:
             await resources.http.close()
+        if resources.alertmanager is not None:
+            await resources.alertmanager.close()
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:

@@ -206,6 +206,10 @@ class ResolveKind(enum.StrEnum):
     """How an incident came to be resolved (the ``how`` label of incidents_resolved)."""
 
     ALERT_RESOLVED = "alert_resolved"  # Alertmanager sent the resolve
+    # Asked while verifying: Alertmanager no longer holds the alert (before its resolve
+    # notification, which waits for the group's next group_interval, or never comes when
+    # the alert is silenced).
+    ALERT_CLEARED = "alert_cleared"
     QUIET = "quiet"  # a scheduler task stayed quiet through its verify window
     TASK_SUCCESS = "task_success"  # the scheduler's success ping
     # It did not occur min_occurrences times within its playbook's window: nothing was run.

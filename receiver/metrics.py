@@ -96,6 +96,7 @@ class Metrics:
     ingest_batch: Histogram
     store: StoreGauges
     playbooks_loaded: Gauge
+    truncated_fetched: Counter
 
     def loaded(self, playbooks: Sequence[Playbook]) -> None:
         """A catalog was loaded: count it, and start each playbook's series (attempts, action
@@ -143,7 +144,8 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         incidents_resolved=counter(
             "incidents_resolved",
-            "Incidents resolved, by how (alert_resolved, quiet, task_success)",
+            "Incidents resolved, by how (alert_resolved, alert_cleared, quiet, task_success, "
+            "below_threshold, alert_gone, silenced)",
             ["how"],
         ),
         heal_attempts=counter(
@@ -220,9 +222,17 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             ),
         ),
         playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),
+        truncated_fetched=counter(
+            "truncated_alerts_fetched",
+            "Alerts a webhook left out (truncatedAlerts), fetched from Alertmanager's API, by "
+            "result (fetched, failed: no peer answered)",
+            ["result"],
+        ),
     )
     # Every bounded label value starts at zero: rules and panels see the first occurrence
     # as an increase, and a dashboard shows the series before anything happened.
+    for result in ("fetched", "failed"):
+        metrics.truncated_fetched.labels(result)
     for source in Source:
         metrics.signals.labels(source.value, "firing")
     metrics.signals.labels(Source.ALERTMANAGER.value, "resolved")

@@ -48,6 +48,7 @@ class AlertsStored(BaseModel):
     alerts: int
     ignored: int
     incidents: list[int | None]
+    fetched: int = 0  # alerts the webhook left out (truncatedAlerts), fetched from Alertmanager
 
 
 class ExceptionStored(BaseModel):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from receiver.alertmanager_api import AlertmanagerAPI
 from receiver.inventory import Inventory
 
 if TYPE_CHECKING:
@@ -141,3 +142,5 @@ class Resources:
     ssh: SSHPool
     http: aiohttp.ClientSession | None = None
     http_allow: tuple[str, ...] = ()
+    # Alertmanager's API, read (blocking alerts, re-check, verify, truncated groups).
+    alertmanager: AlertmanagerAPI | None = None

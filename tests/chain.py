@@ -69,12 +69,12 @@ def http_json(url: str, data: Any = None, timeout: float = 5) -> Any:
         return json.loads(resp.read() or b"null")
 
 
-def shipped_alertmanager_config(webhook_url: str) -> str:
+def shipped_alertmanager_config(webhook_url: str, *, fast: bool = True) -> str:
     """deploy/alertmanager/alertmanager.yml as shipped, with the test's webhook URL, token
-    file and fast timings: the routing under test is the one users get."""
+    file and (``fast``) fast group timings: the routing under test is the one users get."""
     config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
     for route in [config["route"], *config["route"].get("routes", [])]:
-        if "group_wait" in route or route is config["route"]:
+        if fast and ("group_wait" in route or route is config["route"]):
             route.update(group_wait="0s", group_interval=GROUP_INTERVAL, repeat_interval="1h")
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
@@ -167,16 +167,26 @@ def start_target(podman: Podman, *, broken: bool = False) -> int:
 
 
 def start_chain(
-    root: Path, podman: Podman, autoheal_url: str, token: str, *, broken: bool = False
+    root: Path,
+    podman: Podman,
+    autoheal_url: str,
+    token: str,
+    *,
+    broken: bool = False,
+    fast_groups: bool = True,
+    am_port: int | None = None,
 ) -> Chain:
-    """Target, Alertmanager (shipped routing) and Prometheus scraping both target and
-    autoheal, with the chain rule and autoheal's own rules loaded."""
+    """Target, Alertmanager (shipped routing; ``fast_groups``: the tests' group timings, else
+    the shipped ones) and Prometheus scraping both target and autoheal, with the chain rule
+    and autoheal's own rules loaded."""
     port = start_target(podman, broken=broken)
+    hook = f"{autoheal_url}/api/v1/alerts"
     am = start_alertmanager(
         root / "am",
-        f"{autoheal_url}/api/v1/alerts",
+        hook,
         token,
-        config=shipped_alertmanager_config(f"{autoheal_url}/api/v1/alerts"),
+        config=shipped_alertmanager_config(hook, fast=fast_groups),
+        port=am_port,
     )
     autoheal = urllib.parse.urlsplit(autoheal_url).netloc
     config = {

@@ -28,12 +28,12 @@ from tests.realprograms import free_port, start_alertmanager, stop_process
 pytestmark = [pytest.mark.usefixtures("scripted", "programs"), pytest.mark.timeout(90)]
 
 
-def am_config(autoheal_url: str) -> str:
+def am_config(autoheal_url: str, group_by: str = "[alertname, container]", extra: str = "") -> str:
     # send_resolved false: only the re-check can learn that an alert ended.
     return f"""
 route:
   receiver: autoheal
-  group_by: [alertname, container]
+  group_by: {group_by}
   group_wait: 0s
   group_interval: 1s
   repeat_interval: 1h
@@ -41,7 +41,7 @@ receivers:
   - name: autoheal
     webhook_configs:
       - url: {autoheal_url}
-        send_resolved: false
+        send_resolved: false{extra}
         http_config:
           authorization: {{type: Bearer, credentials_file: "{{token_file}}"}}
 """
@@ -112,12 +112,13 @@ class AM:
 async def with_alertmanager(tmp_path: Path, make_service: Any) -> AsyncIterator[Any]:
     started: list[Any] = []
 
-    async def make(**overrides: Any) -> tuple[Any, AM]:
+    async def make(am: dict[str, str] | None = None, **overrides: Any) -> tuple[Any, AM]:
         port = free_port()
         svc = await make_service(alertmanager_url=f"http://127.0.0.1:{port}", **overrides)
         hook = str(svc.client.make_url("/api/v1/alerts"))
+        config = am_config(hook, **(am or {}))
         server = await asyncio.to_thread(
-            start_alertmanager, tmp_path / f"am{port}", hook, TOKEN, am_config(hook), port
+            start_alertmanager, tmp_path / f"am{port}", hook, TOKEN, config, port
         )
         started.append(server)
         return svc, AM(server.url)
@@ -218,3 +219,54 @@ async def test_an_alert_that_waited_is_rechecked_before_acting(
         assert (log["result"], log["reason"]) == ("skipped", "alert_gone")
         how = "alert_gone"
     assert svc.sample("autoheal_incidents_resolved_total", {"how": how}) == 1
+
+
+async def test_verify_asks_alertmanager_rather_than_wait_for_the_resolve(
+    with_alertmanager: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
+) -> None:
+    """A repair is judged held as soon as Alertmanager no longer holds the alert (here it
+    never sends the resolve: send_resolved false, as for a silenced alert); an alert it
+    never held (a webhook from elsewhere) waits for its resolve, as before."""
+    from tests.conftest import oom_alert
+
+    folder = playbooks_dir(restart_playbook(verify_seconds=600))
+    svc, am = await with_alertmanager(playbooks=folder)
+    await am.fire(alertname="ContainerOOMKilled", container="db1")
+    incident = await _incident(svc)
+    elsewhere = oom_alert(make_alert, fp="elsewhere", container="web")
+    await svc.post("/api/v1/alerts", elsewhere)
+    await svc.settle()
+    assert sorted(c for _, c in scripted) == ["db1", "web"]
+    await svc.worker.watch_verifying()  # both verifying; db1's alert seen in Alertmanager
+    assert {i["status"] for i in await svc.incidents()} == {"verifying"}
+
+    await am.end(alertname="ContainerOOMKilled", container="db1")
+    await until(lambda: _none(am.active("ContainerOOMKilled")), 10, "alert cleared")
+    await svc.worker.watch_verifying()
+    found = await svc.incident(incident["id"])
+    assert (found["status"], found["healed"]) == ("resolved", True)
+    assert svc.sample("autoheal_incidents_resolved_total", {"how": "alert_cleared"}) == 1
+    other = [i for i in await svc.incidents() if i["id"] != incident["id"]]
+    assert [i["status"] for i in other] == ["verifying"]  # never seen there: still waits
+
+
+async def test_a_truncated_webhook_fetches_the_rest_of_its_group(
+    with_alertmanager: Any, playbooks_dir: Any
+) -> None:
+    """Alertmanager's max_alerts cuts a group's webhook; autoheal asks its API for the rest
+    (the group's labels as the filter) so no alert of the group is missed."""
+    svc, am = await with_alertmanager(
+        playbooks=playbooks_dir(restart_playbook()),
+        am={"group_by": "[alertname]", "extra": "\n        max_alerts: 2"},
+    )
+    for i in range(5):
+        await am.fire(alertname="ContainerOOMKilled", container=f"db{i}")
+
+    async def all_five() -> list[Any]:
+        found = [i for i in await svc.incidents() if i["task_name"] == "ContainerOOMKilled"]
+        return found if len(found) == 5 else []
+
+    found = await until(all_five, 20, "every alert of the group stored")
+    assert sorted(i["labels"]["container"] for i in found) == [f"db{i}" for i in range(5)]
+    fetched = svc.sample("autoheal_truncated_alerts_fetched_total", {"result": "fetched"})
+    assert fetched >= 3  # at least the three the first webhook left out

@@ -15,9 +15,11 @@ from receiver.api.http import json_response, parse, problem
 from receiver.db import repo
 from receiver.domain import Resolved, ResolveKind
 from receiver.effects import Effects
+from receiver.matchers import Matcher, MatchOp
 from receiver.notify import Announcer, announcer
 from receiver.openapi import documented
 from receiver.payloads import (
+    Alert,
     AlertmanagerWebhook,
     ExceptionReport,
     SuccessReport,
@@ -55,9 +57,54 @@ async def post_alerts(request: web.Request) -> web.Response:
         # would resend them forever) and never healed.
         request.app[appkeys.METRICS].signals.labels("alertmanager", "ignored").inc(ignored)
     ids = await _store(request, signals) if signals else []
+    fetched = 0
+    if payload.truncated_alerts and payload.status == "firing":
+        fetched = await _fetch_truncated(request, payload)
     return json_response(
-        {"status": "stored", "alerts": len(signals), "ignored": ignored, "incidents": ids}
+        {
+            "status": "stored",
+            "alerts": len(signals),
+            "ignored": ignored,
+            "incidents": ids,
+            "fetched": fetched,
+        }
     )
+
+
+async def _fetch_truncated(request: web.Request, payload: AlertmanagerWebhook) -> int:
+    """The alerts Alertmanager left out of this group's webhook (its ``max_alerts``): asked
+    of its API with the group's labels as the filter, stored as if they had come with it
+    (the same idempotency keys: an alert delivered later is counted once). What arrived is
+    already stored: a failure here is logged and counted, and the webhook still answered."""
+    app = request.app
+    api = app[appkeys.RESOURCES].alertmanager if appkeys.RESOURCES in app else None
+    metrics = app[appkeys.METRICS]
+    if api is None:
+        log.warning(
+            "a webhook left out %d alert(s) (truncatedAlerts) and no alertmanager_url is set "
+            "to fetch them: raise max_alerts or set AUTOHEAL_ALERTMANAGER_URL",
+            payload.truncated_alerts,
+        )
+        return 0
+    matchers = [str(Matcher(k, MatchOp.EQ, v)) for k, v in sorted(payload.group_labels.items())]
+    found = await api.alerts(matchers, silenced=False, inhibited=False)
+    if found is None:
+        metrics.truncated_fetched.labels("failed").inc(payload.truncated_alerts)
+        log.warning(
+            "%d truncated alert(s) not fetched: no Alertmanager answered", payload.truncated_alerts
+        )
+        return 0
+    have = {a.fingerprint for a in payload.alerts}
+    limit = app[appkeys.SETTINGS].max_alerts_per_request
+    rest = [a.raw for a in found if a.fingerprint not in have and a.state == "active"][:limit]
+    if not rest:
+        return 0
+    more = payload.model_copy(update={"alerts": [Alert.model_validate(a) for a in rest]})
+    signals = from_webhook(more, app[appkeys.CATALOG].current.classifier)
+    if signals:
+        await _store(request, signals)
+    metrics.truncated_fetched.labels("fetched").inc(len(rest))
+    return len(rest)
 
 
 @routes.post("/api/v1/exceptions")

@@ -9,11 +9,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
 from receiver.actions import ActionContext, ActionOutcome
-from receiver.domain import HealResult, LogReason
+from receiver.domain import HealResult, LogReason, ResolveKind
 from receiver.effects import Effects
 from receiver.resources import MAX_OUTPUT
 from receiver.worker import apply
@@ -53,6 +54,16 @@ async def run_action(ctx: StepContext, s: Started) -> Done:
         log.exception("incident %s: action %s raised", s.row["id"], action_type)
         outcome = ActionOutcome(ok=False, output=f"{type(exc).__name__}: {exc}")
     return Done(s, outcome, time.perf_counter() - started)
+
+
+def cleared(conn: Connection, ctx: StepContext, rows: Sequence[Any], now: datetime) -> Effects:
+    """Resolve these verifying incidents: their alert cleared in Alertmanager (healed,
+    known and told as if the resolve notification had come)."""
+    w = Writes(ctx.owner, now, ctx.notify)
+    for row in rows:
+        w.resolve({"id": row.id, "source": row.source}, ResolveKind.ALERT_CLEARED)
+    w.flush(conn)
+    return w.effects
 
 
 def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: datetime) -> Effects:

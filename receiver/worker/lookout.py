@@ -6,6 +6,11 @@ and run inside a transaction; the network is asked here, outside it).
   ``TTL`` seconds: a storm's polls do not each ask again.
 - Re-check: for the due alert incidents that waited, their alert in Alertmanager now (one
   query per alertname, silenced and inhibited alerts included); None: no longer active.
+- Verify (``cleared``, every second, not only when something is due): the alert incidents
+  under verification whose alert Alertmanager no longer holds, so the repair is judged held
+  at once rather than at the group's next group_interval (or never, for a silenced alert).
+  Only an alert this replica saw there during the verification counts as cleared: an
+  incident whose alert was never in this Alertmanager waits for its webhook, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from receiver.matchers import Matcher, MatchOp, matcher_key
 from receiver.worker.decisions import Policy
 
 TTL = 2.0  # seconds a blocking answer is reused
+VERIFYING = 1000  # verifying incidents watched per round
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +44,7 @@ class Lookout:
         self.policy = policy
         self.recheck = recheck and api is not None
         self._blocking: dict[str, tuple[float, tuple[tuple[str, str], ...] | None]] = {}
-
-    async def close(self) -> None:
-        if self.api is not None:
-            await self.api.close()
+        self._seen: set[int] = set()  # verifying incidents whose alert was seen active
 
     async def look(self, db: Database, catalog: Catalog, now: datetime, limit: int) -> Seen:
         if self.api is None:
@@ -88,6 +91,25 @@ class Lookout:
             self._blocking[key] = (clock, firing)
             out[key] = firing
         return out
+
+    async def cleared(self, db: Database) -> list[Any]:
+        """The verifying alert incidents whose alert, seen in Alertmanager during their
+        verification, is no longer there (their rows: id, source)."""
+        if not self.recheck:
+            return []
+        async with db.reading() as conn:
+            rows = await repo.incidents.verifying_alerts(conn, VERIFYING)
+        states = await self._alerts_of(rows) if rows else {}
+        gone = []
+        for row in rows:
+            if row.id not in states:
+                continue  # not asked (no peer answered)
+            if states[row.id] is not None:
+                self._seen.add(row.id)
+            elif row.id in self._seen:
+                gone.append(row)
+        self._seen &= {r.id for r in rows} - {r.id for r in gone}
+        return gone
 
     async def _alerts_of(self, waited: list[Any]) -> dict[int, AlertState | None]:
         """Their alerts now, asked once per alertname; an alertname no peer answered for

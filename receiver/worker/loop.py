@@ -30,7 +30,6 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError
 
 from receiver.actions import ACTIONS, Action
-from receiver.alertmanager_api import AlertmanagerAPI
 from receiver.background import repeat, tasks
 from receiver.catalog import CatalogHolder
 from receiver.config import Settings
@@ -40,7 +39,7 @@ from receiver.effects import Effects
 from receiver.metrics import Metrics
 from receiver.notify import announcer
 from receiver.resources import Resources
-from receiver.worker.act import Done, record, run_action
+from receiver.worker.act import Done, cleared, record, run_action
 from receiver.worker.begin import Started, begin
 from receiver.worker.context import StepContext, now
 from receiver.worker.decisions import Policy
@@ -83,7 +82,9 @@ class HealWorker:
             announcer(settings),
         )
         self.lookout = Lookout(
-            AlertmanagerAPI.of(settings), self.ctx.policy, settings.recheck_alerts
+            resources.alertmanager if resources is not None else None,
+            self.ctx.policy,
+            settings.recheck_alerts,
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet
@@ -106,9 +107,20 @@ class HealWorker:
             failed="worker poll failed; retrying",
             wake=self._wake,
         )
+        watch = repeat(
+            self.watch_verifying,
+            every=1.0,
+            log=log,
+            failed="verify watch failed; retrying",
+        )
+        loops = {"worker": poll, "worker-leases": self._renewer()}
+        if self.lookout.recheck:
+            loops["worker-verify"] = watch
+        else:
+            watch.close()
         async with tasks(**{"worker-recorder": self._recorder()}):
             try:
-                async with tasks(worker=poll, **{"worker-leases": self._renewer()}):
+                async with tasks(**loops):
                     yield self
             finally:
                 # Actions cut short are left to their leases (the attempt is then recorded
@@ -119,7 +131,6 @@ class HealWorker:
                 await asyncio.gather(*self._actions, return_exceptions=True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._until_recorded(), 10)
-                await self.lookout.close()
 
     async def poll_once(self) -> int:
         """Claim what is due (as many as there are free slots), move each one step on, and
@@ -156,6 +167,14 @@ class HealWorker:
             self._actions.add(task)
             task.add_done_callback(self._actions.discard)
         return begun.claimed
+
+    async def watch_verifying(self) -> None:
+        """Resolve the repairs under verification whose alert Alertmanager no longer holds
+        (the resolve notification comes a group_interval later, or not at all)."""
+        gone = await self.lookout.cleared(self.db)
+        if gone:
+            effects = await self.db.run_in_transaction(cleared, self.ctx, gone, now())
+            self._applied(effects)
 
     async def drain(self, within: float = 30) -> None:
         """Run until nothing is due now and every outcome is stored (tests: works with the

@@ -295,3 +295,18 @@ async def waited_alerts(conn: AsyncConnection, now: datetime, limit: int) -> lis
         .limit(limit)
     )
     return list(rows.all())
+
+
+async def verifying_alerts(conn: AsyncConnection, limit: int) -> list[Any]:
+    """Alert incidents whose repair is being verified: id, source, fingerprint, labels."""
+    rows = await conn.execute(
+        select(incidents.c.id, incidents.c.source, incidents.c.fingerprint, incidents.c.labels)
+        .where(
+            incidents.c.status == IncidentStatus.VERIFYING.value,
+            incidents.c.source == Source.ALERTMANAGER.value,
+            incidents.c.fingerprint.is_not(None),
+        )
+        .order_by(incidents.c.id)
+        .limit(limit)
+    )
+    return list(rows.all())
