@@ -9,8 +9,10 @@ and run inside a transaction; the network is asked here, outside it).
 - Verify (``cleared``, every second, not only when something is due): the alert incidents
   under verification whose alert Alertmanager no longer holds, so the repair is judged held
   at once rather than at the group's next group_interval (or never, for a silenced alert).
-  Only an alert this replica saw there during the verification counts as cleared: an
-  incident whose alert was never in this Alertmanager waits for its webhook, as before.
+  Only an alert this replica saw there (while its incident was open, healing or verifying:
+  watched from the start, so a repair that clears the alert within a second is not missed)
+  counts as cleared: an incident whose alert was never in this Alertmanager waits for its
+  webhook, as before.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from receiver.alertmanager_api import AlertmanagerAPI, AlertState
 from receiver.catalog import Catalog
 from receiver.db import repo
 from receiver.db.engine import Database
+from receiver.domain import IncidentStatus
 from receiver.matchers import Matcher, MatchOp, matcher_key
 from receiver.worker.decisions import Policy
 
 TTL = 2.0  # seconds a blocking answer is reused
-VERIFYING = 1000  # verifying incidents watched per round
+WATCHED = 1000  # alert incidents watched per round
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class Lookout:
         self.policy = policy
         self.recheck = recheck and api is not None
         self._blocking: dict[str, tuple[float, tuple[tuple[str, str], ...] | None]] = {}
-        self._seen: set[int] = set()  # verifying incidents whose alert was seen active
+        self._seen: set[int] = set()  # watched incidents whose alert was seen there
 
     async def look(self, db: Database, catalog: Catalog, now: datetime, limit: int) -> Seen:
         if self.api is None:
@@ -93,12 +96,12 @@ class Lookout:
         return out
 
     async def cleared(self, db: Database) -> list[Any]:
-        """The verifying alert incidents whose alert, seen in Alertmanager during their
-        verification, is no longer there (their rows: id, source)."""
+        """The verifying alert incidents whose alert, seen in Alertmanager since they
+        opened, is no longer there (their rows: id, source)."""
         if not self.recheck:
             return []
         async with db.reading() as conn:
-            rows = await repo.incidents.verifying_alerts(conn, VERIFYING)
+            rows = await repo.incidents.watched_alerts(conn, WATCHED)
         states = await self._alerts_of(rows) if rows else {}
         gone = []
         for row in rows:
@@ -106,7 +109,7 @@ class Lookout:
                 continue  # not asked (no peer answered)
             if states[row.id] is not None:
                 self._seen.add(row.id)
-            elif row.id in self._seen:
+            elif row.id in self._seen and row.status == IncidentStatus.VERIFYING.value:
                 gone.append(row)
         self._seen &= {r.id for r in rows} - {r.id for r in gone}
         return gone

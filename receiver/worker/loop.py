@@ -109,7 +109,7 @@ class HealWorker:
         )
         watch = repeat(
             self.watch_verifying,
-            every=1.0,
+            every=0.5,
             log=log,
             failed="verify watch failed; retrying",
         )

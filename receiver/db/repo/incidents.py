@@ -19,6 +19,9 @@ from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 # A resolve notes whether a repair held: the SET clause reads the row as it was.
 _REPAIRING = [IncidentStatus.HEALING.value, IncidentStatus.VERIFYING.value]
 _WAITING = [IncidentStatus.OPEN.value, IncidentStatus.AWAITING_APPROVAL.value]
+_WATCHED = [
+    s.value for s in (IncidentStatus.OPEN, IncidentStatus.HEALING, IncidentStatus.VERIFYING)
+]
 
 
 _RESOLVED_COLUMNS = (
@@ -297,12 +300,19 @@ async def waited_alerts(conn: AsyncConnection, now: datetime, limit: int) -> lis
     return list(rows.all())
 
 
-async def verifying_alerts(conn: AsyncConnection, limit: int) -> list[Any]:
-    """Alert incidents whose repair is being verified: id, source, fingerprint, labels."""
+async def watched_alerts(conn: AsyncConnection, limit: int) -> list[Any]:
+    """Alert incidents on their way to a verdict (open, healing, verifying): id, source,
+    status, fingerprint, labels."""
     rows = await conn.execute(
-        select(incidents.c.id, incidents.c.source, incidents.c.fingerprint, incidents.c.labels)
+        select(
+            incidents.c.id,
+            incidents.c.source,
+            incidents.c.status,
+            incidents.c.fingerprint,
+            incidents.c.labels,
+        )
         .where(
-            incidents.c.status == IncidentStatus.VERIFYING.value,
+            incidents.c.status.in_(_WATCHED),
             incidents.c.source == Source.ALERTMANAGER.value,
             incidents.c.fingerprint.is_not(None),
         )
