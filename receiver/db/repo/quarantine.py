@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import insert_into
@@ -19,6 +19,18 @@ from receiver.domain import HealResult, Quarantined
 # The heal logs that are actions run (or running), not refusals or decisions.
 ACTED = (HealResult.PENDING.value, HealResult.SUCCESS.value, HealResult.FAILED.value)
 _COLUMNS = (quarantine.c.target, quarantine.c.since, quarantine.c.reason, quarantine.c.incident_id)
+
+
+# Built once: building a statement per batch (expressions, then SQLAlchemy's cache key) cost
+# more than running it (py-spy, bench/storm.py).
+_HELD = select(*_COLUMNS, quarantine.c.lifted_at).where(
+    quarantine.c.target.in_(bindparam("targets", expanding=True))
+)
+_RECENT = select(heal_logs.c.target, heal_logs.c.created_at).where(
+    heal_logs.c.target.in_(bindparam("targets", expanding=True)),
+    heal_logs.c.created_at >= bindparam("since"),
+    heal_logs.c.result.in_(ACTED),
+)
 
 
 def _of(row: Any) -> Quarantined:
@@ -32,9 +44,7 @@ def read(
     count starts there)."""
     if not targets:
         return {}, {}
-    rows = conn.execute(
-        select(*_COLUMNS, quarantine.c.lifted_at).where(quarantine.c.target.in_(set(targets)))
-    ).all()
+    rows = conn.execute(_HELD, {"targets": list(set(targets))}).all()
     held = {r.target: _of(r) for r in rows if r.lifted_at is None}
     lifted = {r.target: r.lifted_at for r in rows if r.lifted_at is not None}
     return held, lifted
@@ -46,13 +56,7 @@ def recent_actions(
     """When each target's actions since ``since`` started, newest first."""
     if not targets:
         return {}
-    rows = conn.execute(
-        select(heal_logs.c.target, heal_logs.c.created_at).where(
-            heal_logs.c.target.in_(set(targets)),
-            heal_logs.c.created_at >= since,
-            heal_logs.c.result.in_(ACTED),
-        )
-    ).all()
+    rows = conn.execute(_RECENT, {"targets": list(set(targets)), "since": since}).all()
     found: dict[str, list[datetime]] = {}
     for target, at in rows:
         found.setdefault(target, []).append(at)
