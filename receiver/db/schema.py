@@ -172,8 +172,6 @@ incidents = Table(
     _now_col("updated_at"),
     Index("ix_incidents_status_created_at", "status", "created_at"),
     Index("ix_incidents_task_name_error_type", "task_name", "error_type"),
-    # min_occurrences of an alert: how often its fingerprint fired within the window.
-    Index("ix_incidents_fingerprint_created_at", "fingerprint", "created_at"),
     # Only active incidents have a next attempt: the claim walks this in order and stops.
     # Partial on both stores (migration 0009 says so for PostgreSQL too); declaring
     # postgresql_where here would load the PostgreSQL dialect into every SQLite process.

@@ -1,8 +1,7 @@
 """wake_at_occurrences
 
 An incident waiting for its playbook's min_occurrences holds the count it waits for; the
-ingest that brings the count there makes it due at once. An alert's firings are counted by
-fingerprint (each firing is an incident), hence the index.
+ingest that brings the count there makes it due at once.
 
 Revision ID: 0013
 Revises: 0012
@@ -22,12 +21,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("incidents") as batch:
         batch.add_column(sa.Column("wake_at_occurrences", sa.Integer(), nullable=True))
-    op.create_index(
-        "ix_incidents_fingerprint_created_at", "incidents", ["fingerprint", "created_at"]
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_incidents_fingerprint_created_at", table_name="incidents")
     with op.batch_alter_table("incidents") as batch:
         batch.drop_column("wake_at_occurrences")
