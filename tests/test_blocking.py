@@ -270,3 +270,20 @@ async def test_a_truncated_webhook_fetches_the_rest_of_its_group(
     assert sorted(i["labels"]["container"] for i in found) == [f"db{i}" for i in range(5)]
     fetched = svc.sample("autoheal_truncated_alerts_fetched_total", {"result": "fetched"})
     assert fetched >= 3  # at least the three the first webhook left out
+
+
+async def test_a_truncated_group_without_group_labels_is_not_guessed(
+    make_service: Any, make_alert: Any
+) -> None:
+    """No labels name the group (group_by: ['...']): asking for every active alert would
+    take in other routes' alerts, so nothing is fetched, and that is counted."""
+    from tests.conftest import oom_alert
+
+    svc = await make_service(alertmanager_url=f"http://127.0.0.1:{free_port()}")
+    payload = oom_alert(make_alert, container="db1")
+    payload["truncatedAlerts"] = 3
+    payload["groupLabels"] = {}
+    answer = await svc.post("/api/v1/alerts", payload)
+    assert answer.status == 200
+    assert (await answer.json())["fetched"] == 0
+    assert svc.sample("autoheal_truncated_alerts_fetched_total", {"result": "failed"}) == 3
