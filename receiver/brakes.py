@@ -39,6 +39,9 @@ class BrakesModel(BaseModel):
         default_factory=list
     )
     blocked_escalate_after_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
+    # At most this many distinct targets unhealthy at once (active incidents) for this
+    # playbook: the extra ones are escalated blast_radius, not acted on. Unset: no limit.
+    max_concurrent_targets: int | None = Field(default=None, ge=1, le=100_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class Brakes:
     occurrence_window_minutes: float = 10
     blocked_by: tuple[Matcher, ...] = ()
     blocked_escalate_after_minutes: float | None = None
+    max_concurrent_targets: int | None = None
 
     @classmethod
     def of(cls, model: BrakesModel, scope: Mapping[str, Any]) -> Brakes:
@@ -70,6 +74,7 @@ class Brakes:
         return cls(
             blocked_by=blocked_by,
             blocked_escalate_after_minutes=model.blocked_escalate_after_minutes,
+            max_concurrent_targets=model.max_concurrent_targets,
             mute_time_intervals=tuple(model.mute_time_intervals),
             active_time_intervals=tuple(model.active_time_intervals),
             escalate_in_maintenance=model.in_maintenance == "escalate",
@@ -90,6 +95,7 @@ class Brakes:
             "occurrence_window_minutes": self.occurrence_window_minutes,
             "blocked_by": [str(m) for m in self.blocked_by],
             "blocked_escalate_after_minutes": self.blocked_escalate_after_minutes,
+            "max_concurrent_targets": self.max_concurrent_targets,
         }
 
 

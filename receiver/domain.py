@@ -126,6 +126,9 @@ class EscalationReason(enum.StrEnum):
     MAINTENANCE = "maintenance"
     # Its target took too many actions in the window (a restart loop), or is quarantined.
     QUARANTINED = "quarantined"
+    # More distinct targets of one playbook unhealthy at once than it may act on: monitoring
+    # or a shared dependency may be broken.
+    BLAST_RADIUS = "blast_radius"
     # An alert named by blocked_by fired for longer than the playbook waits (or Alertmanager
     # could not be asked, failing closed).
     BLOCKED = "blocked"
@@ -171,6 +174,7 @@ class Guard(enum.StrEnum):
     QUARANTINE = "quarantine"  # the target is quarantined (too many actions in a window)
     THRESHOLD = "threshold"  # fewer occurrences than the playbook's min_occurrences so far
     BLOCKED = "blocked"  # a blocking alert fires in Alertmanager (or it cannot be asked)
+    BLAST_RADIUS = "blast_radius"  # its playbook is already acting on its limit of targets
 
 
 class LogReason(enum.StrEnum):
@@ -181,6 +185,7 @@ class LogReason(enum.StrEnum):
     QUARANTINED = "quarantined"
     THRESHOLD = "threshold"
     BLOCKED = "blocked"
+    BLAST_RADIUS = "blast_radius"
     ALERT_GONE = "alert_gone"  # re-checked after a wait: no longer active in Alertmanager
     SILENCED = "silenced"  # re-checked after a wait: a person silenced it meanwhile
     SLOT_REFUSED = "slot_refused"

@@ -947,3 +947,39 @@ def test_a_waited_alert_is_rechecked_before_acting() -> None:
     for state in (AlertState("f1", "active", {}), AlertState("f1", "suppressed", {}, (), ("x",))):
         assert one(Case(incident(), P), POLICY, Facts(NOW, alerts={1: state})) == Start(P, 1)
     assert one(Case(incident(), P), POLICY, Facts(NOW, alerts={2: None})) == Start(P, 1)
+
+
+# --- blast radius (Stage 8, brake 6) ----------------------------------------------------
+
+
+def fleet(target: str) -> Plan:
+    return plan(target, brakes=Brakes(max_concurrent_targets=2))
+
+
+def test_a_playbook_acts_on_at_most_its_blast_radius_of_targets() -> None:
+    cases = [Case(incident(id=i), fleet(t)) for i, t in enumerate(["a", "b", "c", "d"], 1)]
+    a, b, c, d = decide(cases, POLICY, AT_NOW)
+    assert (a, b) == (Start(fleet("a"), 1), Start(fleet("b"), 1))
+    for extra in (c, d):
+        assert isinstance(extra, Escalate) and extra.reason is EscalationReason.BLAST_RADIUS
+        assert extra.guard is Guard.BLAST_RADIUS and extra.note is not None
+    assert (
+        isinstance(c, Escalate)
+        and c.announce
+        and "not acting on c" in (c.note.output if c.note else "")
+    )
+    assert isinstance(d, Escalate) and not d.announce  # one notice per playbook and batch
+
+
+def test_targets_already_engaged_count_and_may_act_again() -> None:
+    facts = Facts(NOW, engaged={1: frozenset({"a", "b"})})
+    again, new = decide(
+        [Case(incident(id=1), fleet("a")), Case(incident(id=2), fleet("c"))], POLICY, facts
+    )
+    assert again == Start(fleet("a"), 1)  # a target already counted is no extra one
+    assert isinstance(new, Escalate) and new.reason is EscalationReason.BLAST_RADIUS
+
+
+def test_no_blast_radius_no_limit() -> None:
+    cases = [Case(incident(id=i), plan(t)) for i, t in enumerate("abcde", 1)]
+    assert all(isinstance(d, Start) for d in decide(cases, POLICY, AT_NOW))

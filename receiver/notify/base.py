@@ -33,6 +33,10 @@ REASONS: dict[EscalationReason, str] = {
         "hold, and repeating it now would be a restart loop"
     ),
     _R.MAINTENANCE: "it came in a maintenance window; nothing was executed",
+    _R.BLAST_RADIUS: (
+        "more targets of one playbook are unhealthy at once than it may act on: monitoring or "
+        "a shared dependency may be broken; nothing was executed on this one"
+    ),
     _R.BLOCKED: (
         "an alert that blocks repairs (blocked_by) kept firing, or Alertmanager could not be "
         "asked; nothing was executed"

@@ -73,6 +73,7 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
             {
                 "status": IncidentStatus.OPEN.value,
                 "playbook_id": d.plan.playbook_id,
+                "target": d.plan.target or None,
                 "next_attempt_at": d.until,
                 "wake_at_occurrences": d.wake_at,
                 "updated_at": w.now,

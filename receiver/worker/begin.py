@@ -164,14 +164,15 @@ def _decide(
     planned = any(c.plan for c in cases)
     # Read once per batch, where every replica decides: a pause holds them all at once.
     paused = repo.pause.current(conn, w.now) if planned else None
-    facts = store_facts.read_facts(conn, policy, w.now, [], budget=planned, paused=paused)
+    facts = Facts(w.now, paused=paused, blocking=seen.blocking, alerts=seen.alerts)
+    facts = store_facts.read_facts(conn, policy, facts, [], budget=planned)
     if paused is None:
-        # Quarantine rows and recent actions are read, not learned by taking: a count.
+        # Counts are read, not learned by taking: quarantine rows and recent actions, and
+        # the targets a playbook with a blast radius is engaged on.
         plans = [p for c in cases if (p := c.plan) is not None]
         facts = store_facts.read_quarantine(conn, policy, facts, plans)
+        facts = store_facts.read_engaged(conn, facts, plans)
     facts = store_facts.read_firings(conn, facts, cases)
-    facts = dataclasses.replace(facts, blocking=seen.blocking, alerts=seen.alerts)
-    latched = facts
     decided: dict[int, Decision] = {}
     todo = list(range(len(cases)))
     for _ in range(_TAKE_ROUNDS):
@@ -185,23 +186,25 @@ def _decide(
             return [decided[i] for i in range(len(cases))]
         todo = [i for i in todo if i in lost or _held_by_the_store(decided[i])]
         plans = [p for i in todo if (p := cases[i].plan) is not None]
-        facts = store_facts.read_facts(
-            conn,
-            policy,
-            w.now,
-            plans,
-            paused=paused,
-            quarantined=latched.quarantined,
-            recent=latched.recent,
-            firings=latched.firings,
-        )
-        facts = dataclasses.replace(facts, blocking=seen.blocking, alerts=seen.alerts)
+        # The targets the winners took count against their playbook's blast radius.
+        won = [d.plan for i, d in starts if i not in lost]
+        facts = store_facts.read_facts(conn, policy, _engaging(facts, won), plans)
     for i in todo:
         plan = cases[i].plan
         if isinstance(decided[i], Start) and plan is not None:
             output = f"another replica took a guard row for {plan.target or plan.playbook.name}"
             decided[i] = Defer(plan, Guard.TARGET_BUSY, output, w.now + BUSY_RETRY)
     return [decided[i] for i in range(len(cases))]
+
+
+def _engaging(facts: Facts, plans: Sequence[Plan]) -> Facts:
+    if not facts.engaged:
+        return facts
+    engaged = {pid: set(targets) for pid, targets in facts.engaged.items()}
+    for p in plans:
+        if p.playbook_id in engaged:
+            engaged[p.playbook_id].add(p.target)
+    return dataclasses.replace(facts, engaged={pid: frozenset(t) for pid, t in engaged.items()})
 
 
 _STORE_GUARDS = (Guard.TARGET_BUSY, Guard.COOLDOWN, Guard.BUDGET)

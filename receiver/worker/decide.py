@@ -50,7 +50,15 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
-from receiver.worker.holds import blocked, maintenance, paused, quarantine, recheck, threshold
+from receiver.worker.holds import (
+    blast_radius,
+    blocked,
+    maintenance,
+    paused,
+    quarantine,
+    recheck,
+    threshold,
+)
 from receiver.worker.plan import Plan
 
 # How soon an incident held back by another one acting on its target looks again.
@@ -155,9 +163,11 @@ def _in_store(
     this action would put in quarantine) is escalated; of the rest, the budget grants the
     first units; those the target and cooldown rules hold back hand theirs on to the next
     ones refused, in order."""
-    out: dict[int, Decision] = {}
+    out: dict[int, Decision] = dict(blast_radius(candidates, facts))
     tripped: dict[str, str] = {}  # targets this batch quarantines -> why
     for i, (_, start) in enumerate(candidates):
+        if i in out:
+            continue
         latched = quarantine(start, policy, facts, tripped)
         if latched is not None:
             out[i] = latched

@@ -159,6 +159,8 @@ class Facts:
     # per incident that waited, its alert there now (None: no longer active), if asked.
     blocking: Mapping[str, tuple[tuple[str, str], ...] | None] = field(default_factory=dict)
     alerts: Mapping[int, AlertState | None] = field(default_factory=dict)
+    # playbook id -> the distinct targets its active incidents name (blast radius)
+    engaged: Mapping[int, frozenset[str]] = field(default_factory=dict)
 
 
 # --- what a rule decides ----------------------------------------------------------------

@@ -7,49 +7,49 @@ often the alerts waiting for their min_occurrences fired.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
 from receiver.db import repo
-from receiver.domain import Paused, Quarantined, Source
+from receiver.domain import Source
 from receiver.worker.decisions import Case, Facts, Held, Policy
 from receiver.worker.plan import Plan
 
 
 def read_facts(
-    conn: Connection,
-    policy: Policy,
-    now: datetime,
-    plans: Sequence[Plan],
-    *,
-    budget: bool = True,
-    paused: Paused | None = None,
-    quarantined: Mapping[str, Quarantined] | None = None,
-    recent: Mapping[str, Sequence[datetime]] | None = None,
-    firings: Mapping[str, int] | None = None,
+    conn: Connection, policy: Policy, facts: Facts, plans: Sequence[Plan], *, budget: bool = True
 ) -> Facts:
-    """The guard rows these plans name, and (``budget``) the budget spent in this window."""
+    """``facts`` with the guard rows these plans name and (``budget``) the budget spent in
+    this window, as they are now (the rest is kept)."""
     targets = [p.target for p in plans if p.exclusive]
     pairs = [(p.playbook_id, p.target) for p in plans if p.playbook.cooldown_minutes]
     locks = repo.guards.read_locks(conn, targets)
     cooling = repo.guards.read_cooldowns(conn, pairs)
     used = (
-        repo.guards.budget_used(conn, now, policy.budget_window_seconds)
+        repo.guards.budget_used(conn, facts.now, policy.budget_window_seconds)
         if policy.budget and budget
         else 0
     )
-    return Facts(
-        now,
-        used,
-        {t: Held(*held) for t, held in locks.items()},
-        {pair: Held(*held) for pair, held in cooling.items()},
-        paused,
-        quarantined or {},
-        recent or {},
-        firings or {},
+    return dataclasses.replace(
+        facts,
+        budget_used=used,
+        locks={t: Held(*held) for t, held in locks.items()},
+        cooldowns={pair: Held(*held) for pair, held in cooling.items()},
     )
+
+
+def read_engaged(conn: Connection, facts: Facts, plans: Sequence[Plan]) -> Facts:
+    """For the playbooks with a blast radius (max_concurrent_targets) among these plans: the
+    distinct targets their active incidents already name. Their playbook rows are locked
+    first (PostgreSQL), so two replicas deciding for one playbook take turns and cannot
+    both let in the last target."""
+    limited = sorted({p.playbook_id for p in plans if p.playbook.brakes.max_concurrent_targets})
+    if not limited:
+        return facts
+    engaged = repo.incidents.engaged_targets(conn, limited)
+    return dataclasses.replace(facts, engaged=engaged)
 
 
 def read_quarantine(conn: Connection, policy: Policy, facts: Facts, plans: Sequence[Plan]) -> Facts:

@@ -7,7 +7,8 @@ an action about to start:
 - a pause (every action waits);
 - a maintenance window (wait for its end, or escalate);
 - a blocking alert firing in Alertmanager (wait, then escalate);
-- a quarantined target (escalate; the action that would exceed its limit trips the latch).
+- a quarantined target (escalate; the action that would exceed its limit trips the latch);
+- a blast radius (a playbook already acting on its limit of targets: escalate the rest).
 
 A new brake is a function here, asked in ``decide``, and a table of cases in
 tests/test_decide.py.
@@ -15,6 +16,7 @@ tests/test_decide.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from receiver.domain import EscalationReason, Guard, HealResult, LogReason, ResolveKind, Source
@@ -189,3 +191,35 @@ def blocked(incident: Incident, plan: Plan, policy: Policy, facts: Facts) -> Dec
         note = Note(HealResult.SKIPPED, LogReason.BLOCKED, output + f"; waited {patience}")
         return Escalate(EscalationReason.BLOCKED, plan, note, Guard.BLOCKED)
     return Defer(plan, Guard.BLOCKED, output, facts.now + policy.blocked_recheck)
+
+
+def blast_radius(candidates: Sequence[tuple[Incident, Start]], facts: Facts) -> dict[int, Escalate]:
+    """A playbook with ``max_concurrent_targets`` acts on at most that many distinct targets
+    at once (its active incidents' targets, then this batch's in order); an action on one
+    more is not run: escalated ``blast_radius``. When that many fail together the cause is
+    rarely each target (monitoring, or a dependency they share, is broken): people decide.
+    Only the first such escalation of a playbook in a batch is announced."""
+    out: dict[int, Escalate] = {}
+    engaged: dict[int, set[str]] = {}
+    told: set[int] = set()
+    for i, (_, start) in enumerate(candidates):
+        plan = start.plan
+        limit = plan.playbook.brakes.max_concurrent_targets
+        if not limit:
+            continue
+        known = engaged.setdefault(plan.playbook_id, set(facts.engaged.get(plan.playbook_id, ())))
+        if plan.target in known or len(known) < limit:
+            known.add(plan.target)
+            continue
+        output = (
+            f"{len(known)} targets of playbook {plan.playbook.name!r} are unhealthy already "
+            f"(max_concurrent_targets {limit}): monitoring or a shared dependency may be "
+            f"broken; not acting on {plan.target} ({plan.action_detail})"
+        )
+        note = Note(HealResult.SKIPPED, LogReason.BLAST_RADIUS, output)
+        first = plan.playbook_id not in told
+        told.add(plan.playbook_id)
+        out[i] = Escalate(
+            EscalationReason.BLAST_RADIUS, plan, note, Guard.BLAST_RADIUS, announce=first
+        )
+    return out

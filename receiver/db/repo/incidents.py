@@ -4,7 +4,7 @@ people and gauges read are in ``reports``)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE, dialect_name
 from receiver.db.repo.multirow import execute_many
-from receiver.db.schema import incidents, signals
+from receiver.db.schema import incidents, playbooks, signals
 from receiver.domain import EscalationReason, IncidentStatus, Resolved, Source
 
 # A resolve notes whether a repair held: the SET clause reads the row as it was.
@@ -324,3 +324,32 @@ async def watched_alerts(conn: AsyncConnection, limit: int) -> list[Any]:
         .limit(limit)
     )
     return list(rows.all())
+
+
+def engaged_targets(conn: Connection, playbook_ids: Sequence[int]) -> dict[int, frozenset[str]]:
+    """The distinct targets these playbooks' active incidents name. On PostgreSQL their
+    playbook rows are locked first, in id order: replicas deciding for the same playbook
+    take turns (SQLite has one writer at a time anyway)."""
+    ids = sorted(set(playbook_ids))
+    if not ids:
+        return {}
+    if dialect_name(conn) == "postgresql":
+        conn.execute(
+            select(playbooks.c.id)
+            .where(playbooks.c.id.in_(ids))
+            .order_by(playbooks.c.id)
+            .with_for_update()
+        )
+    rows = conn.execute(
+        select(incidents.c.playbook_id, incidents.c.target)
+        .where(
+            incidents.c.playbook_id.in_(ids),
+            incidents.c.status.in_(ACTIVE),
+            incidents.c.target.is_not(None),
+        )
+        .distinct()
+    )
+    found: dict[int, set[str]] = {}
+    for playbook_id, target in rows.all():
+        found.setdefault(playbook_id, set()).add(target)
+    return {pid: frozenset(t) for pid, t in found.items()}
