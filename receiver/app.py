@@ -32,6 +32,7 @@ from receiver.notify.base import Notifier
 from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
 from receiver.openapi import documented
+from receiver.prometheus_api import PrometheusAPI
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.retention import Pruner
 from receiver.worker import HealWorker
@@ -68,6 +69,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         http=aiohttp.ClientSession(json_serialize=dumps),  # bodies as the store writes JSON
         http_allow=tuple(settings.http_allow),
         alertmanager=AlertmanagerAPI.of(settings),
+        prometheus=PrometheusAPI.of(settings),
     )
     app[appkeys.RESOURCES] = resources
     telegram = None
@@ -90,6 +92,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
             await resources.http.close()
         if resources.alertmanager is not None:
             await resources.alertmanager.close()
+        if resources.prometheus is not None:
+            await resources.prometheus.close()
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:

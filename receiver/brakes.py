@@ -42,6 +42,10 @@ class BrakesModel(BaseModel):
     # At most this many distinct targets unhealthy at once (active incidents) for this
     # playbook: the extra ones are escalated blast_radius, not acted on. Unset: no limit.
     max_concurrent_targets: int | None = Field(default=None, ge=1, le=100_000)
+    # Or a fraction of a fleet whose size a PromQL query gives (asked of prometheus_url):
+    # at most max(1, floor(fraction x size)) targets; the smaller limit wins.
+    fleet_query: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    max_fleet_fraction: float | None = Field(default=None, gt=0, le=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,12 @@ class Brakes:
     blocked_by: tuple[Matcher, ...] = ()
     blocked_escalate_after_minutes: float | None = None
     max_concurrent_targets: int | None = None
+    fleet_query: str | None = None
+    max_fleet_fraction: float | None = None
+
+    @property
+    def limits_targets(self) -> bool:
+        return bool(self.max_concurrent_targets or self.fleet_query)
 
     @classmethod
     def of(cls, model: BrakesModel, scope: Mapping[str, Any]) -> Brakes:
@@ -71,7 +81,13 @@ class Brakes:
             raise BrakeError("blocked_by", str(exc)) from exc
         if blocked_by and not scope.get("alertmanager"):
             raise BrakeError("blocked_by", "needs alertmanager_url in the settings")
+        if (model.fleet_query is None) != (model.max_fleet_fraction is None):
+            raise BrakeError("fleet_query", "fleet_query and max_fleet_fraction go together")
+        if model.fleet_query is not None and not scope.get("prometheus"):
+            raise BrakeError("fleet_query", "needs prometheus_url in the settings")
         return cls(
+            fleet_query=model.fleet_query,
+            max_fleet_fraction=model.max_fleet_fraction,
             blocked_by=blocked_by,
             blocked_escalate_after_minutes=model.blocked_escalate_after_minutes,
             max_concurrent_targets=model.max_concurrent_targets,
@@ -96,6 +112,8 @@ class Brakes:
             "blocked_by": [str(m) for m in self.blocked_by],
             "blocked_escalate_after_minutes": self.blocked_escalate_after_minutes,
             "max_concurrent_targets": self.max_concurrent_targets,
+            "fleet_query": self.fleet_query,
+            "max_fleet_fraction": self.max_fleet_fraction,
         }
 
 

@@ -133,6 +133,8 @@ class Settings(BaseModel):
     blocked_fail_open: bool = False
     blocked_escalate_after_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60)
     blocked_recheck_seconds: float = Field(default=30, gt=0, le=3600)
+    # Prometheus, asked the size of a fleet (a playbook's fleet_query, for its blast radius).
+    prometheus_url: str | None = None
     # Before acting on an alert's incident that waited, ask Alertmanager whether the alert
     # is still active (not resolved, not silenced by a person meanwhile).
     recheck_alerts: bool = True
@@ -201,6 +203,10 @@ class Settings(BaseModel):
         for url in self.alertmanager_urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"alertmanager_url: {url!r} is not an http(s) URL")
+        if self.prometheus_url is not None and not self.prometheus_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("prometheus_url must be an http(s) URL")
         if self.blocked_by and not self.alertmanager_urls:
             raise ValueError("blocked_by needs alertmanager_url (the alerts are asked there)")
         object.__setattr__(self, "_blocked_by", parse_matchers(self.blocked_by, "blocked_by"))
@@ -244,6 +250,7 @@ class Settings(BaseModel):
             "http_allow": tuple(self.http_allow),
             "windows": self.windows,
             "alertmanager": bool(self.alertmanager_urls),
+            "prometheus": bool(self.prometheus_url),
         }
 
     @property

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.alertmanager_api import AlertmanagerAPI
 from receiver.inventory import Inventory
+from receiver.prometheus_api import PrometheusAPI
 
 if TYPE_CHECKING:
     import aiohttp
@@ -144,3 +145,4 @@ class Resources:
     http_allow: tuple[str, ...] = ()
     # Alertmanager's API, read (blocking alerts, re-check, verify, truncated groups).
     alertmanager: AlertmanagerAPI | None = None
+    prometheus: PrometheusAPI | None = None  # fleet sizes (blast radius)

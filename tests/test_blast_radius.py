@@ -61,3 +61,43 @@ async def test_a_playbook_acts_on_at_most_its_blast_radius_across_replicas(
     await one.post("/api/v1/alerts", resolved)
     await fault(two, "f", "db5")
     assert sorted(c for _, c in scripted) == ["db1", "db1", "db2", "db5"]
+
+
+@pytest.mark.usefixtures("programs")
+@pytest.mark.timeout(60)
+async def test_a_fraction_of_a_fleet_that_prometheus_counts(
+    tmp_path: Any, make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: list[Any]
+) -> None:
+    """fleet_query asked of the real Prometheus: a fleet of 4 at max_fleet_fraction 0.5
+    lets 2 targets be acted on at once. Prometheus unreachable: the fraction cannot be
+    known, and only max_concurrent_targets (unset here) would hold."""
+    import asyncio
+
+    from tests.realprograms import free_port, start_prometheus, stop_process
+
+    prometheus = await asyncio.to_thread(
+        start_prometheus, tmp_path / "prometheus", {"global": {"scrape_interval": "1s"}}, {}
+    )
+    fleet = "fleet_query: 'vector(4)'  # a fleet of 4, as count(up{job=...}) would say"
+    playbook = restart_playbook(verify_seconds=60, max_fleet_fraction=0.5)
+    playbook += "    " + fleet + "\n"
+    try:
+        svc = await make_service(playbooks=playbooks_dir(playbook), prometheus_url=prometheus.url)
+        for fp, container in (("a", "db1"), ("b", "db2"), ("c", "db3")):
+            await svc.post("/api/v1/alerts", oom_alert(make_alert, fp=fp, container=container))
+            await svc.settle()
+        assert sorted(c for _, c in scripted) == ["db1", "db2"]
+        by_fp = {i["fingerprint"]: i for i in await svc.incidents()}
+        log = (await svc.incident(by_fp["c"]["id"]))["heal_logs"][0]
+        assert log["reason"] == "blast_radius"
+        assert "0.5 of a fleet of 4: 2" in log["result_output"]
+    finally:
+        await asyncio.to_thread(stop_process, prometheus.process)
+
+    scripted.clear()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    blind = await make_service(playbooks=playbooks_dir(playbook), prometheus_url=nowhere)
+    for fp, container in (("d", "web1"), ("e", "web2"), ("f", "web3")):
+        await blind.post("/api/v1/alerts", oom_alert(make_alert, fp=fp, container=container))
+        await blind.settle()
+    assert sorted(c for _, c in scripted) == ["web1", "web2", "web3"]

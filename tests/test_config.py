@@ -103,3 +103,24 @@ def test_blocked_by_needs_alertmanager_and_valid_matchers() -> None:
         parse_playbooks(text, "p.yaml", load_settings(None, environ={}).param_scope())
     (playbook,) = parse_playbooks(text, "p.yaml", settings.param_scope())
     assert [str(m) for m in playbook.brakes.blocked_by] == ['alertname=~"Deploy.*"']
+
+
+def test_fleet_query_needs_prometheus_and_a_fraction() -> None:
+    from receiver.errors import PlaybookError
+    from receiver.playbooks import parse_playbooks
+
+    base = (
+        "playbooks:\n  - name: p\n    error_type: OOM\n"
+        "    action: {type: alert_only, params: {message: x}}\n"
+    )
+    with_query = base + "    fleet_query: 'count(up)'\n    max_fleet_fraction: 0.5\n"
+    without = load_settings(None, environ={}).param_scope()
+    with pytest.raises(PlaybookError, match="needs prometheus_url"):
+        parse_playbooks(with_query, "p.yaml", without)
+    scope = load_settings(None, environ={}, prometheus_url="http://p:9090").param_scope()
+    (playbook,) = parse_playbooks(with_query, "p.yaml", scope)
+    assert playbook.brakes.limits_targets and playbook.brakes.max_fleet_fraction == 0.5
+    with pytest.raises(PlaybookError, match="go together"):
+        parse_playbooks(base + "    fleet_query: 'count(up)'\n", "p.yaml", scope)
+    with pytest.raises(ConfigError, match="prometheus_url must be an http"):
+        load_settings(None, environ={}, prometheus_url="p:9090")

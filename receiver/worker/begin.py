@@ -164,7 +164,9 @@ def _decide(
     planned = any(c.plan for c in cases)
     # Read once per batch, where every replica decides: a pause holds them all at once.
     paused = repo.pause.current(conn, w.now) if planned else None
-    facts = Facts(w.now, paused=paused, blocking=seen.blocking, alerts=seen.alerts)
+    facts = Facts(
+        w.now, paused=paused, blocking=seen.blocking, alerts=seen.alerts, fleet=seen.fleet
+    )
     facts = store_facts.read_facts(conn, policy, facts, [], budget=planned)
     if paused is None:
         # Counts are read, not learned by taking: quarantine rows and recent actions, and

@@ -161,6 +161,7 @@ class Facts:
     alerts: Mapping[int, AlertState | None] = field(default_factory=dict)
     # playbook id -> the distinct targets its active incidents name (blast radius)
     engaged: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    fleet: Mapping[int, float] = field(default_factory=dict)  # playbook id -> fleet size
 
 
 # --- what a rule decides ----------------------------------------------------------------

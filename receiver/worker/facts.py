@@ -45,7 +45,7 @@ def read_engaged(conn: Connection, facts: Facts, plans: Sequence[Plan]) -> Facts
     distinct targets their active incidents already name. Their playbook rows are locked
     first (PostgreSQL), so two replicas deciding for one playbook take turns and cannot
     both let in the last target."""
-    limited = sorted({p.playbook_id for p in plans if p.playbook.brakes.max_concurrent_targets})
+    limited = sorted({p.playbook_id for p in plans if p.playbook.brakes.limits_targets})
     if not limited:
         return facts
     engaged = repo.incidents.engaged_targets(conn, limited)

@@ -16,6 +16,7 @@ tests/test_decide.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -193,6 +194,23 @@ def blocked(incident: Incident, plan: Plan, policy: Policy, facts: Facts) -> Dec
     return Defer(plan, Guard.BLOCKED, output, facts.now + policy.blocked_recheck)
 
 
+def target_limit(plan: Plan, facts: Facts) -> tuple[int | None, str]:
+    """How many distinct targets the plan's playbook may act on at once, and why: its
+    max_concurrent_targets, or its fraction of the fleet Prometheus counted, the smaller."""
+    brakes = plan.playbook.brakes
+    limits: list[tuple[int, str]] = []
+    if brakes.max_concurrent_targets:
+        n = brakes.max_concurrent_targets
+        limits.append((n, f"max_concurrent_targets {n}"))
+    size = facts.fleet.get(plan.playbook_id)
+    if brakes.max_fleet_fraction and size is not None:
+        n = max(1, math.floor(brakes.max_fleet_fraction * size))
+        limits.append((n, f"{brakes.max_fleet_fraction:g} of a fleet of {size:g}: {n}"))
+    if not limits:
+        return None, ""
+    return min(limits)
+
+
 def blast_radius(candidates: Sequence[tuple[Incident, Start]], facts: Facts) -> dict[int, Escalate]:
     """A playbook with ``max_concurrent_targets`` acts on at most that many distinct targets
     at once (its active incidents' targets, then this batch's in order); an action on one
@@ -204,7 +222,7 @@ def blast_radius(candidates: Sequence[tuple[Incident, Start]], facts: Facts) -> 
     told: set[int] = set()
     for i, (_, start) in enumerate(candidates):
         plan = start.plan
-        limit = plan.playbook.brakes.max_concurrent_targets
+        limit, of = target_limit(plan, facts)
         if not limit:
             continue
         known = engaged.setdefault(plan.playbook_id, set(facts.engaged.get(plan.playbook_id, ())))
@@ -213,8 +231,8 @@ def blast_radius(candidates: Sequence[tuple[Incident, Start]], facts: Facts) -> 
             continue
         output = (
             f"{len(known)} targets of playbook {plan.playbook.name!r} are unhealthy already "
-            f"(max_concurrent_targets {limit}): monitoring or a shared dependency may be "
-            f"broken; not acting on {plan.target} ({plan.action_detail})"
+            f"({of}): monitoring or a shared dependency may be broken; not acting on "
+            f"{plan.target} ({plan.action_detail})"
         )
         note = Note(HealResult.SKIPPED, LogReason.BLAST_RADIUS, output)
         first = plan.playbook_id not in told

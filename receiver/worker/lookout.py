@@ -29,36 +29,70 @@ from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.domain import IncidentStatus
 from receiver.matchers import Matcher, MatchOp, matcher_key
+from receiver.prometheus_api import PrometheusAPI
 from receiver.worker.decisions import Policy
 
 TTL = 2.0  # seconds a blocking answer is reused
 WATCHED = 1000  # alert incidents watched per round
 
 
+FLEET_TTL = 30.0  # seconds a fleet size is reused
+
+
 @dataclass(frozen=True, slots=True)
 class Seen:
     blocking: Mapping[str, tuple[tuple[str, str], ...] | None] = field(default_factory=dict)
     alerts: Mapping[int, AlertState | None] = field(default_factory=dict)
+    fleet: Mapping[int, float] = field(default_factory=dict)  # playbook id -> fleet size
 
 
 class Lookout:
-    def __init__(self, api: AlertmanagerAPI | None, policy: Policy, recheck: bool) -> None:
+    def __init__(
+        self,
+        api: AlertmanagerAPI | None,
+        policy: Policy,
+        recheck: bool,
+        prometheus: PrometheusAPI | None = None,
+    ) -> None:
         self.api = api
+        self.prometheus = prometheus
+        self._fleet: dict[str, tuple[float, float | None]] = {}
         self.policy = policy
         self.recheck = recheck and api is not None
         self._blocking: dict[str, tuple[float, tuple[tuple[str, str], ...] | None]] = {}
         self._seen: set[int] = set()  # watched incidents whose alert was seen there
 
     async def look(self, db: Database, catalog: Catalog, now: datetime, limit: int) -> Seen:
+        fleet = await self._fleet_now(catalog)
         if self.api is None:
-            return Seen()
+            return Seen(fleet=fleet)
         blocking = await self._blocking_now(catalog)
         alerts: dict[int, AlertState | None] = {}
         if self.recheck:
             async with db.reading() as conn:
                 waited = await repo.incidents.waited_alerts(conn, now, limit)
             alerts = await self._alerts_of(waited)
-        return Seen(blocking, alerts)
+        return Seen(blocking, alerts, fleet)
+
+    async def _fleet_now(self, catalog: Catalog) -> dict[int, float]:
+        """Each playbook's fleet size (fleet_query), asked of Prometheus at most every
+        FLEET_TTL seconds; a playbook whose query gave nothing is left out (its
+        max_concurrent_targets alone applies)."""
+        if self.prometheus is None:
+            return {}
+        clock = time.monotonic()
+        out: dict[int, float] = {}
+        for p in catalog.playbooks:
+            query = p.brakes.fleet_query
+            if not query or p.name not in catalog.ids:
+                continue
+            cached = self._fleet.get(query)
+            if cached is None or clock - cached[0] >= FLEET_TTL:
+                cached = (clock, await self.prometheus.number(query))
+                self._fleet[query] = cached
+            if cached[1] is not None:
+                out[catalog.ids[p.name]] = cached[1]
+        return out
 
     async def _blocking_now(
         self, catalog: Catalog

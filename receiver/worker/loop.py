@@ -85,6 +85,7 @@ class HealWorker:
             resources.alertmanager if resources is not None else None,
             self.ctx.policy,
             settings.recheck_alerts,
+            resources.prometheus if resources is not None else None,
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet
