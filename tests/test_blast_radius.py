@@ -101,3 +101,22 @@ async def test_a_fraction_of_a_fleet_that_prometheus_counts(
         await blind.post("/api/v1/alerts", oom_alert(make_alert, fp=fp, container=container))
         await blind.settle()
     assert sorted(c for _, c in scripted) == ["web1", "web2", "web3"]
+
+
+def test_targets_started_in_an_earlier_round_count_in_the_next() -> None:
+    """begin decides again the incidents that lost a guard row to another replica; the
+    targets started meanwhile must count against the blast radius, also for a playbook
+    that had none engaged before the batch."""
+    from datetime import UTC, datetime
+
+    from receiver.brakes import Brakes
+    from receiver.worker.begin import _engaging
+    from receiver.worker.decisions import Facts
+    from tests.test_decide import plan
+
+    limited = plan("db1", brakes=Brakes(max_concurrent_targets=2))
+    free = plan("web", pid=2)
+    facts = _engaging(Facts(datetime.now(UTC)), [limited, free])
+    assert facts.engaged == {1: frozenset({"db1"})}
+    facts = _engaging(facts, [plan("db2", brakes=Brakes(max_concurrent_targets=2))])
+    assert facts.engaged == {1: frozenset({"db1", "db2"})}

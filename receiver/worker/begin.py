@@ -200,12 +200,14 @@ def _decide(
 
 
 def _engaging(facts: Facts, plans: Sequence[Plan]) -> Facts:
-    if not facts.engaged:
+    """``facts`` with the targets these started plans engage added to their playbook's,
+    for the playbooks with a blast radius (whether or not they had targets before)."""
+    limited = [p for p in plans if p.playbook.brakes.limits_targets]
+    if not limited:
         return facts
     engaged = {pid: set(targets) for pid, targets in facts.engaged.items()}
-    for p in plans:
-        if p.playbook_id in engaged:
-            engaged[p.playbook_id].add(p.target)
+    for p in limited:
+        engaged.setdefault(p.playbook_id, set()).add(p.target)
     return dataclasses.replace(facts, engaged={pid: frozenset(t) for pid, t in engaged.items()})
 
 
