@@ -35,24 +35,14 @@ class AlertState:
     labels: Mapping[str, str]
     silenced_by: tuple[str, ...] = ()
     inhibited_by: tuple[str, ...] = ()
-    # As the API gave it, in the webhook's shape (status firing): the truncated part of a
-    # group is stored as if it had come with the webhook.
+    # As the API gave it (kept, not copied: only a truncated webhook's fetch reads it).
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, alert: Mapping[str, Any]) -> AlertState:
         status = alert.get("status") or {}
-        raw = {
-            "status": "firing",
-            "labels": alert.get("labels") or {},
-            "annotations": alert.get("annotations") or {},
-            "startsAt": alert.get("startsAt"),
-            "endsAt": alert.get("endsAt"),
-            "generatorURL": alert.get("generatorURL") or "",
-            "fingerprint": alert.get("fingerprint"),
-        }
         return cls(
-            raw=raw,
+            raw=alert,
             fingerprint=str(alert.get("fingerprint", "")),
             state=str(status.get("state", "")),
             labels={str(k): str(v) for k, v in (alert.get("labels") or {}).items()},
@@ -130,3 +120,18 @@ class AlertmanagerAPI:
             log.warning("alertmanager %s: alerts query failed: %s", base, type(exc).__name__)
             return None
         return body if isinstance(body, list) else None
+
+
+def as_webhook_alert(state: AlertState) -> dict[str, Any]:
+    """An active alert from the API in the webhook's shape: the truncated part of a group is
+    stored as if it had come with the webhook."""
+    alert = state.raw
+    return {
+        "status": "firing",
+        "labels": alert.get("labels") or {},
+        "annotations": alert.get("annotations") or {},
+        "startsAt": alert.get("startsAt"),
+        "endsAt": alert.get("endsAt"),
+        "generatorURL": alert.get("generatorURL") or "",
+        "fingerprint": alert.get("fingerprint"),
+    }

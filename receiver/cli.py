@@ -48,29 +48,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     for pb in playbooks:
         matchers = ", ".join(str(m) for m in pb.matchers) or "-"
         print(f"  {pb.name} [{pb.error_type.value}] {pb.action_type} matchers: {matchers}")
-        _print_windows(settings.windows, pb.brakes.mute_time_intervals, "mute")
-        _print_windows(settings.windows, pb.brakes.active_time_intervals, "active")
+        _print_windows(settings.windows, pb.brakes.mute_time_intervals, "mute", mute=True)
+        _print_windows(settings.windows, pb.brakes.active_time_intervals, "active", mute=False)
     windows = settings.windows
     if windows.named:
         print(f"time intervals: {len(windows.named)} (times in UTC)")
-        _print_windows(windows, windows.mute, "global mute")
-        _print_windows(windows, windows.active, "global active")
+        _print_windows(windows, windows.mute, "global mute", mute=True)
+        _print_windows(windows, windows.active, "global active", mute=False)
     return 0
 
 
-def _print_windows(windows: Any, names: Sequence[str], kind: str) -> None:
+def _print_windows(windows: Any, names: Sequence[str], kind: str, *, mute: bool) -> None:
     """Each name, and whether it holds actions back now: what a typo in a location or a
     range would otherwise hide until the window came (or did not)."""
     from datetime import UTC, datetime
 
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     for name in names:
-        mute, active = ((name,), ()) if "mute" in kind else ((), (name,))
-        held = windows.holding(now, mute, active)
+        muting, active = ((name,), ()) if mute else ((), (name,))
+        held = windows.holding(now, muting, active)
         if held is None:
             state = "not holding actions now"
         else:
-            ends = windows.held_until(now, mute, active)
+            ends = windows.held_until(now, muting, active)
             state = "holding actions now, " + (
                 f"until {ends.isoformat()}" if ends else "no end within 31 days"
             )

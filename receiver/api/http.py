@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from receiver import appkeys
 from receiver.errors import AutohealError
 from receiver.jsoncodec import dumps, dumps_bytes
+from receiver.payloads import DecisionReport
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,15 @@ async def parse(request: web.Request, model: type[M]) -> M:
         raise problem(
             422, "invalid_payload", f"{first['field']}: {first['message']}", errors=errors
         ) from exc
+
+
+async def decided_by(request: web.Request) -> str:
+    """Who a person's decision comes from (approve, deny, resume, lift): the optional body's
+    ``by``, else "api", as ``"name (api)"``."""
+    by = "api"
+    if request.can_read_body:
+        by = (await parse(request, DecisionReport)).by or by
+    return f"{by} (api)"
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver import appkeys, openapi
-from receiver.api.http import int_param, json_response, parse, problem
+from receiver.api.http import decided_by, int_param, json_response, problem
 from receiver.approval import Decision, decide
 from receiver.db import repo
 from receiver.domain import ApprovalState, ErrorType, EscalationReason, IncidentStatus
@@ -121,11 +121,7 @@ async def record_decision(
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
     incident_id = incident_id_of(request)
-    by = "api"
-    if request.can_read_body:
-        body = await parse(request, DecisionReport)
-        by = body.by or by
-    decision = await record_decision(request.app, incident_id, approve, f"{by} (api)")
+    decision = await record_decision(request.app, incident_id, approve, await decided_by(request))
     status = (ApprovalState.APPROVED if approve else ApprovalState.DENIED).value
     return json_response({"status": status, "incident": decision.incident_id, "by": decision.by})
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import Connection
 
 from receiver import appkeys, openapi
+from receiver.alertmanager_api import as_webhook_alert
 from receiver.api.http import json_response, parse, problem
 from receiver.db import repo
 from receiver.domain import Resolved, ResolveKind
@@ -106,7 +107,9 @@ async def _fetch_truncated(request: web.Request, payload: AlertmanagerWebhook) -
         return 0
     have = {a.fingerprint for a in payload.alerts}
     limit = app[appkeys.SETTINGS].max_alerts_per_request
-    rest = [a.raw for a in found if a.fingerprint not in have and a.state == "active"][:limit]
+    rest = [
+        as_webhook_alert(a) for a in found if a.fingerprint not in have and a.state == "active"
+    ][:limit]
     if not rest:
         return 0
     more = payload.model_copy(update={"alerts": [Alert.model_validate(a) for a in rest]})

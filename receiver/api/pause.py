@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver import appkeys, openapi
-from receiver.api.http import json_response, parse
+from receiver.api.http import decided_by, json_response, parse
 from receiver.db import repo
 from receiver.domain import NoticeEvent, Paused
 from receiver.notify import announcer
@@ -78,19 +78,16 @@ async def post_pause(request: web.Request) -> web.Response:
 )
 async def delete_pause(request: web.Request) -> web.Response:
     """End the pause (a no-op when none is in force)."""
-    by = "api"
-    if request.can_read_body:
-        body = await parse(request, DecisionReport)
-        by = body.by or by
+    by = await decided_by(request)
     now = datetime.now(UTC)
     async with request.app[appkeys.DATABASE].transaction() as conn:
         was, woke = await repo.pause.resume(conn, now)
         if was is not None:
             await announcer(request.app[appkeys.SETTINGS]).operation(
-                conn, NoticeEvent.RESUMED, resumed_text(was, f"{by} (api)", woke), now
+                conn, NoticeEvent.RESUMED, resumed_text(was, by, woke), now
             )
     if was is not None:
-        log.warning("autoheal resumed by %s (api); %d incident(s) due now", by, woke)
+        log.warning("autoheal resumed by %s; %d incident(s) due now", by, woke)
     if appkeys.WORKER in request.app:
         request.app[appkeys.WORKER].wake()
     return json_response(state(None, woke=woke))

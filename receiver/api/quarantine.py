@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver import appkeys, openapi
-from receiver.api.http import json_response, parse, problem
+from receiver.api.http import decided_by, json_response, problem
 from receiver.db import repo
 from receiver.domain import Quarantined
 from receiver.openapi import documented
@@ -58,11 +58,7 @@ async def list_quarantine(request: web.Request) -> web.Response:
 async def lift_quarantine(request: web.Request) -> web.Response:
     """Its count of actions starts again now; incidents it escalated stay escalated."""
     target = request.match_info["target"]
-    by = "api"
-    if request.can_read_body:
-        body = await parse(request, DecisionReport)
-        by = body.by or by
-    by = f"{by} (api)"
+    by = await decided_by(request)
     async with request.app[appkeys.DATABASE].transaction() as conn:
         lifted = await repo.quarantine.lift(conn, target, by, datetime.now(UTC))
     if lifted is None:

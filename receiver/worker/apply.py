@@ -30,6 +30,7 @@ from receiver.worker.decisions import (
     Decision,
     Defer,
     Escalate,
+    Note,
     NotHeld,
     Policy,
     Resolve,
@@ -39,6 +40,7 @@ from receiver.worker.decisions import (
     Verify,
     Wait,
 )
+from receiver.worker.plan import Plan
 from receiver.worker.writes import Writes
 
 Row = Mapping[str, Any]
@@ -86,9 +88,7 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
         w.update(incident_id, {"next_attempt_at": d.until})
         w.release(incident_id)
     else:
-        if d.note is not None and d.plan is not None:
-            n = d.note
-            w.log(row, d.plan, n.result, n.reason.value, n.output, attempt=n.attempt)
+        _noted(w, row, d.plan, d.note)
         w.resolve(row, d.how)
     return None
 
@@ -123,10 +123,14 @@ def _start(w: Writes, row: Row, d: Start, lease: timedelta) -> int:
     return queued
 
 
+def _noted(w: Writes, row: Row, plan: Plan | None, note: Note | None) -> None:
+    """The heal log a decision that runs nothing leaves, if it names one."""
+    if note is not None and plan is not None:
+        w.log(row, plan, note.result, note.reason.value, note.output, attempt=note.attempt)
+
+
 def _escalate(w: Writes, row: Row, d: Escalate) -> None:
-    if d.note is not None and d.plan is not None:
-        n = d.note
-        w.log(row, d.plan, n.result, n.reason.value, n.output, attempt=n.attempt)
+    _noted(w, row, d.plan, d.note)
     if d.guard is not None:
         w.effects.refusals[d.guard] += 1
     if d.detail is not None:

@@ -87,5 +87,5 @@ def read_firings(conn: Connection, facts: Facts, cases: Sequence[Case]) -> Facts
     if not waiting:
         return facts
     since = facts.now - timedelta(minutes=max(minutes for _, minutes in waiting))
-    found = repo.incidents.firings(conn, [fp for fp, _ in waiting if fp], since)
+    found = repo.incidents.firings(conn, [fp for fp, _ in waiting], since)
     return dataclasses.replace(facts, firings=found)

@@ -112,11 +112,7 @@ def quarantine(
     held = facts.quarantined.get(target)
     if held is not None or target in tripped:
         why = held.reason if held is not None else tripped[target]
-        output = (
-            f"{target} is quarantined ({why}); nothing runs on it until a person lifts it "
-            f"(autoheal quarantine lift {target}); would run {plan.action_detail}"
-        )
-        note = Note(HealResult.SKIPPED, LogReason.QUARANTINED, output)
+        note = _quarantined(f"{target} is quarantined ({why})", plan)
         return Escalate(EscalationReason.QUARANTINED, plan, note, Guard.QUARANTINE, announce=False)
     after, window = policy.quarantine_for(plan.playbook)
     if not after:
@@ -130,12 +126,16 @@ def quarantine(
         f"playbook {plan.playbook.name!r} allows {after}"
     )
     tripped[target] = why
-    output = (
-        f"quarantined {target}: {why}; nothing runs on it until a person lifts it "
-        f"(autoheal quarantine lift {target}); would run {plan.action_detail}"
-    )
-    note = Note(HealResult.SKIPPED, LogReason.QUARANTINED, output)
+    note = _quarantined(f"quarantined {target}: {why}", plan)
     return Escalate(EscalationReason.QUARANTINED, plan, note, Guard.QUARANTINE, quarantine=why)
+
+
+def _quarantined(head: str, plan: Plan) -> Note:
+    output = (
+        f"{head}; nothing runs on it until a person lifts it "
+        f"(autoheal quarantine lift {plan.target}); would run {plan.action_detail}"
+    )
+    return Note(HealResult.SKIPPED, LogReason.QUARANTINED, output)
 
 
 def recheck(incident: Incident, plan: Plan, facts: Facts) -> Decision | None:

@@ -17,11 +17,13 @@ and run inside a transaction; the network is asked here, outside it).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from receiver.alertmanager_api import AlertmanagerAPI, AlertState
 from receiver.catalog import Catalog
@@ -33,10 +35,9 @@ from receiver.prometheus_api import PrometheusAPI
 from receiver.worker.decisions import Policy
 
 TTL = 2.0  # seconds a blocking answer is reused
-WATCHED = 1000  # alert incidents watched per round
-
-
 FLEET_TTL = 30.0  # seconds a fleet size is reused
+T = TypeVar("T")
+WATCHED = 1000  # alert incidents watched per round
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +57,23 @@ class Lookout:
     ) -> None:
         self.api = api
         self.prometheus = prometheus
-        self._fleet: dict[str, tuple[float, float | None]] = {}
         self.policy = policy
         self.recheck = recheck and api is not None
-        self._blocking: dict[str, tuple[float, tuple[tuple[str, str], ...] | None]] = {}
+        # Answers kept for a while, by what was asked: (when, answer).
+        self._kept: dict[tuple[str, str], tuple[float, Any]] = {}
         self._seen: set[int] = set()  # watched incidents whose alert was seen there
+
+    async def _kept_for(
+        self, kind: str, key: str, ttl: float, ask: Callable[[], Awaitable[T]]
+    ) -> T:
+        """The answer to ``ask``, asked again only once ``ttl`` seconds have passed."""
+        clock = time.monotonic()
+        kept = self._kept.get((kind, key))
+        if kept is None or clock - kept[0] >= ttl:
+            kept = (clock, await ask())
+            self._kept[kind, key] = kept
+        answer: T = kept[1]
+        return answer
 
     async def look(self, db: Database, catalog: Catalog, now: datetime, limit: int) -> Seen:
         fleet = await self._fleet_now(catalog)
@@ -80,54 +93,39 @@ class Lookout:
         max_concurrent_targets alone applies)."""
         if self.prometheus is None:
             return {}
-        clock = time.monotonic()
         out: dict[int, float] = {}
         for p in catalog.playbooks:
             query = p.brakes.fleet_query
             if not query or p.name not in catalog.ids:
                 continue
-            cached = self._fleet.get(query)
-            if cached is None or clock - cached[0] >= FLEET_TTL:
-                cached = (clock, await self.prometheus.number(query))
-                self._fleet[query] = cached
-            if cached[1] is not None:
-                out[catalog.ids[p.name]] = cached[1]
+            size = await self._kept_for(
+                "fleet", query, FLEET_TTL, partial(self.prometheus.number, query)
+            )
+            if size is not None:
+                out[catalog.ids[p.name]] = size
         return out
 
     async def _blocking_now(
         self, catalog: Catalog
     ) -> dict[str, tuple[tuple[str, str], ...] | None]:
+        every = [self.policy.blocked_by, *(p.brakes.blocked_by for p in catalog.playbooks)]
+        sets = {matcher_key(m): m for m in every if m}
+        return {
+            key: await self._kept_for("blocking", key, TTL, partial(self._firing, matchers))
+            for key, matchers in sets.items()
+        }
+
+    async def _firing(self, matchers: tuple[Matcher, ...]) -> tuple[tuple[str, str], ...] | None:
+        """(fingerprint, alertname) of the alerts matching, firing unsuppressed now."""
         assert self.api is not None
-        sets = {matcher_key(m): m for m in (self.policy.blocked_by,) if m}
-        sets.update(
-            {
-                matcher_key(p.brakes.blocked_by): p.brakes.blocked_by
-                for p in catalog.playbooks
-                if p.brakes.blocked_by
-            }
+        found = await self.api.alerts([str(m) for m in matchers], silenced=False, inhibited=False)
+        if found is None:
+            return None
+        return tuple(
+            (a.fingerprint, a.labels.get("alertname", a.fingerprint))
+            for a in found
+            if a.state == "active"
         )
-        clock = time.monotonic()
-        out: dict[str, tuple[tuple[str, str], ...] | None] = {}
-        for key, matchers in sets.items():
-            cached = self._blocking.get(key)
-            if cached is not None and clock - cached[0] < TTL:
-                out[key] = cached[1]
-                continue
-            found = await self.api.alerts(
-                [str(m) for m in matchers], silenced=False, inhibited=False
-            )
-            firing = (
-                None
-                if found is None
-                else tuple(
-                    (a.fingerprint, a.labels.get("alertname", a.fingerprint))
-                    for a in found
-                    if a.state == "active"
-                )
-            )
-            self._blocking[key] = (clock, firing)
-            out[key] = firing
-        return out
 
     async def cleared(self, db: Database) -> list[Any]:
         """The verifying alert incidents whose alert, seen in Alertmanager since they
@@ -157,11 +155,17 @@ class Lookout:
             name = (row.labels or {}).get("alertname")
             if name:
                 by_name.setdefault(name, []).append(row)
-        out: dict[int, AlertState | None] = {}
-        for name, rows in by_name.items():
-            found = await self.api.alerts(
-                [str(Matcher("alertname", MatchOp.EQ, name))], silenced=True, inhibited=True
+        api = self.api
+        answers = await asyncio.gather(
+            *(
+                api.alerts(
+                    [str(Matcher("alertname", MatchOp.EQ, name))], silenced=True, inhibited=True
+                )
+                for name in by_name
             )
+        )
+        out: dict[int, AlertState | None] = {}
+        for rows, found in zip(by_name.values(), answers, strict=True):
             if found is None:
                 continue
             by_fp = {a.fingerprint: a for a in found}

@@ -108,17 +108,11 @@ class HealWorker:
             failed="worker poll failed; retrying",
             wake=self._wake,
         )
-        watch = repeat(
-            self.watch_verifying,
-            every=0.5,
-            log=log,
-            failed="verify watch failed; retrying",
-        )
         loops = {"worker": poll, "worker-leases": self._renewer()}
         if self.lookout.recheck:
-            loops["worker-verify"] = watch
-        else:
-            watch.close()
+            loops["worker-verify"] = repeat(
+                self.watch_verifying, every=0.5, log=log, failed="verify watch failed; retrying"
+            )
         async with tasks(**{"worker-recorder": self._recorder()}):
             try:
                 async with tasks(**loops):

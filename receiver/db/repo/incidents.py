@@ -285,45 +285,35 @@ def firings(conn: Connection, fingerprints: Iterable[str], since: datetime) -> d
     return found
 
 
+_ALERT_ROWS = (
+    select(
+        incidents.c.id,
+        incidents.c.source,
+        incidents.c.status,
+        incidents.c.fingerprint,
+        incidents.c.labels,
+    )
+    .where(incidents.c.source == Source.ALERTMANAGER.value, incidents.c.fingerprint.is_not(None))
+    .limit(bindparam("limit"))
+)
+
+
 async def waited_alerts(conn: AsyncConnection, now: datetime, limit: int) -> list[Any]:
     """Due alert incidents that waited before (a decision named their playbook: a back-off,
-    an approval, a pause, a window, a busy target): id, fingerprint, labels. Their alerts are
+    an approval, a pause, a window, a busy target), in claim order. Their alerts are
     re-checked in Alertmanager before the worker claims them."""
-    rows = await conn.execute(
-        select(incidents.c.id, incidents.c.fingerprint, incidents.c.labels)
-        .where(
-            incidents.c.next_attempt_at <= now,
-            incidents.c.source == Source.ALERTMANAGER.value,
-            incidents.c.status.in_(_WAITING),
-            incidents.c.playbook_id.is_not(None),
-            incidents.c.fingerprint.is_not(None),
-        )
-        .order_by(incidents.c.next_attempt_at, incidents.c.id)
-        .limit(limit)
-    )
-    return list(rows.all())
+    stmt = _ALERT_ROWS.where(
+        incidents.c.next_attempt_at <= now,
+        incidents.c.status.in_(_WAITING),
+        incidents.c.playbook_id.is_not(None),
+    ).order_by(incidents.c.next_attempt_at, incidents.c.id)
+    return list((await conn.execute(stmt, {"limit": limit})).all())
 
 
 async def watched_alerts(conn: AsyncConnection, limit: int) -> list[Any]:
-    """Alert incidents on their way to a verdict (open, healing, verifying): id, source,
-    status, fingerprint, labels."""
-    rows = await conn.execute(
-        select(
-            incidents.c.id,
-            incidents.c.source,
-            incidents.c.status,
-            incidents.c.fingerprint,
-            incidents.c.labels,
-        )
-        .where(
-            incidents.c.status.in_(_WATCHED),
-            incidents.c.source == Source.ALERTMANAGER.value,
-            incidents.c.fingerprint.is_not(None),
-        )
-        .order_by(incidents.c.id)
-        .limit(limit)
-    )
-    return list(rows.all())
+    """Alert incidents on their way to a verdict (open, healing, verifying)."""
+    stmt = _ALERT_ROWS.where(incidents.c.status.in_(_WATCHED)).order_by(incidents.c.id)
+    return list((await conn.execute(stmt, {"limit": limit})).all())
 
 
 def engaged_targets(conn: Connection, playbook_ids: Sequence[int]) -> dict[int, frozenset[str]]:
