@@ -248,6 +248,61 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_incident(args: argparse.Namespace) -> int:
+    """One incident: what it is, then each heal log with its output and evidence."""
+    from receiver.db import repo
+
+    async def run() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        async with _store(args) as db, db.reading() as conn:
+            row = await conn.run_sync(repo.get_incident, args.id)
+            logs = await repo.incident_heal_logs(conn, args.id) if row else []
+        return row, logs
+
+    row, logs = asyncio.run(run())
+    if row is None:
+        print(f"autoheal: no incident {args.id}", file=sys.stderr)
+        return 1
+    if args.json:
+        from receiver.jsoncodec import dumps
+
+        print(dumps({**row, "heal_logs": logs}))
+        return 0
+    for line in incident_text(row, logs):
+        print(line)
+    return 0
+
+
+def incident_text(row: dict[str, Any], logs: list[dict[str, Any]]) -> list[str]:
+    from receiver.evidence import summary
+
+    status = row["status"] + (f" ({row['escalation_reason']})" if row["escalation_reason"] else "")
+    lines = [
+        f"incident {row['id']}: {row['task_name']} {row['error_type']} {row['severity']} {status}",
+        f"  opened {row['created_at']}, target {row['target'] or '-'}, source {row['source']}",
+        f"  {row['error_message'][:500]}",
+    ]
+    for log in logs:
+        took = f", {log['duration_ms']} ms" if log["finished_at"] else ""
+        why = f" ({log['reason']})" if log["reason"] else ""
+        lines.append(f"- {log['created_at']} attempt {log['attempt']}: {log['action_detail']}")
+        lines.append(f"  {log['result']}{why}{took}")
+        lines += [f"  | {text}" for text in (log["result_output"] or "").splitlines()[-20:]]
+        seen = log.get("evidence")
+        if not seen:
+            continue
+        lines.append(f"  before: {summary(seen)}")
+        if seen.get("container", {}).get("health"):
+            for run in seen["container"]["health"]["log"]:
+                lines.append(f"  health {run['start']} exit {run['exit_code']}: {run['output']}")
+        for part, key in (("logs", "text"), ("diagnostic", "output")):
+            text = (seen.get(part) or {}).get(key)
+            if text:
+                cut = " (cut)" if seen[part].get("truncated") else ""
+                lines.append(f"  {part}{cut}:")
+                lines += [f"  > {t}" for t in text.splitlines()]
+    return lines
+
+
 def cmd_playbooks(args: argparse.Namespace) -> int:
     from receiver.db import repo
 
@@ -329,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error-type")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_incidents)
+    p = sub.add_parser("incident", help="one incident: heal logs, output, evidence")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true", help="as the API's JSON")
+    p.set_defaults(func=cmd_incident)
     sub.add_parser("playbooks", help="list playbooks with counts").set_defaults(func=cmd_playbooks)
     p = sub.add_parser("knowledge", help="what worked for which fault")
     p.add_argument("--error-type")

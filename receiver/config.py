@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from receiver.errors import ConfigError
+from receiver.evidence import DEFAULT_REDACT, compile_patterns
 from receiver.inventory import DEFAULT_COMMANDS, HostConfig, Inventory, build_inventory
 from receiver.matchers import Matcher, parse_matchers
 from receiver.timeintervals import TimeIntervalModel, Windows, build_windows
@@ -138,6 +140,14 @@ class Settings(BaseModel):
     # Before acting on an alert's incident that waited, ask Alertmanager whether the alert
     # is still active (not resolved, not silenced by a person meanwhile).
     recheck_alerts: bool = True
+    # Evidence before acting: a container's State and last log lines (and a host's
+    # diagnostic command) kept in the heal log, bounded and redacted; a capture slower than
+    # the timeout keeps what it has and the action runs anyway (README, Evidence).
+    evidence: bool = True
+    evidence_log_lines: int = Field(default=200, ge=0, le=10_000)
+    evidence_log_bytes: int = Field(default=65_536, ge=0, le=1_048_576)
+    evidence_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    evidence_redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
 
     @field_validator("listen")
     @classmethod
@@ -210,6 +220,8 @@ class Settings(BaseModel):
         if self.blocked_by and not self.alertmanager_urls:
             raise ValueError("blocked_by needs alertmanager_url (the alerts are asked there)")
         object.__setattr__(self, "_blocked_by", parse_matchers(self.blocked_by, "blocked_by"))
+        patterns = compile_patterns(self.evidence_redact, "evidence_redact")
+        object.__setattr__(self, "_evidence_redact", patterns)
         object.__setattr__(
             self, "_inventory", build_inventory(self.hosts, self.commands, self.docker_url)
         )
@@ -257,6 +269,11 @@ class Settings(BaseModel):
     def blocked_matchers(self) -> tuple[Matcher, ...]:
         matchers: tuple[Matcher, ...] = self.__dict__["_blocked_by"]
         return matchers
+
+    @property
+    def evidence_patterns(self) -> tuple[re.Pattern[str], ...]:
+        patterns: tuple[re.Pattern[str], ...] = self.__dict__["_evidence_redact"]
+        return patterns
 
     @property
     def windows(self) -> Windows:

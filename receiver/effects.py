@@ -26,6 +26,7 @@ class Effects:
     refusals: Counter[Guard] = field(default_factory=Counter)
     escalations: Counter[EscalationReason] = field(default_factory=Counter)
     not_held: int = 0  # verifications that found the fault still there
+    evidence: Counter[str] = field(default_factory=Counter)  # captures: complete, partial
     durations: list[tuple[str, str, float]] = field(default_factory=list)  # action, result, s
     resolved: dict[ResolveKind, list[Resolved]] = field(default_factory=dict)
     story: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # events.tell
@@ -55,6 +56,8 @@ class Effects:
             metrics.guard_refusals.labels(guard.value).inc(n)
         for reason, n in self.escalations.items():
             metrics.escalations.labels(reason.value).inc(n)
+        for result, n in self.evidence.items():
+            metrics.evidence.labels(result).inc(n)
         if self.not_held:
             metrics.verify_outcomes.labels(VerifyOutcome.NOT_HELD.value).inc(self.not_held)
         for action, result, seconds in self.durations:

@@ -62,6 +62,10 @@ class HostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     docker: DockerEndpoint | None = None
     ssh: SSHEndpoint | None = None
+    # An allow-listed command run over SSH before autoheal acts on this host, its output kept
+    # as evidence in the heal log (e.g. recent logs, disk and memory); {container} is the
+    # action's container, when it names one.
+    diagnostic: str | None = None
 
 
 class CommandTemplate(BaseModel):
@@ -151,4 +155,17 @@ def build_inventory(
             templates[name] = CommandTemplate(argv=tuple(argv))
         except ValueError as exc:
             raise ValueError(f"commands.{name}: {exc}") from exc
+    for name, host in merged.items():
+        if host.diagnostic is None:
+            continue
+        where = f"hosts.{name}.diagnostic"
+        if host.ssh is None:
+            raise ValueError(f"{where}: needs ssh (the diagnostic runs over SSH)")
+        template = templates.get(host.diagnostic)
+        if template is None:
+            raise ValueError(f"{where}: {host.diagnostic!r} is not in the allow-list (commands)")
+        if not template.slots <= {"container"}:
+            raise ValueError(
+                f"{where}: may use only the container slot, not {sorted(template.slots)}"
+            )
     return Inventory(merged, templates)

@@ -97,6 +97,7 @@ class Metrics:
     store: StoreGauges
     playbooks_loaded: Gauge
     truncated_fetched: Counter
+    evidence: Counter
 
     def loaded(self, playbooks: Sequence[Playbook]) -> None:
         """A catalog was loaded: count it, and start each playbook's series (attempts, action
@@ -177,6 +178,12 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         escalations=counter("escalations", "Incidents escalated, by reason", ["reason"]),
         guard_refusals=counter("guard_refusals", "Actions a guard held back, by guard", ["guard"]),
+        evidence=counter(
+            "evidence_captures",
+            "Evidence captured before an action: complete, or partial (a part failed or timed "
+            "out; the action ran anyway)",
+            ["result"],
+        ),
         notifications=counter(
             "notifications",
             "Outbox rows settled, by channel and result (sent, retry, failed)",
@@ -243,6 +250,8 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         metrics.escalations.labels(reason.value)
     for guard in Guard:
         metrics.guard_refusals.labels(guard.value)
+    for result in ("complete", "partial"):
+        metrics.evidence.labels(result)
     for how in ResolveKind:
         metrics.incidents_resolved.labels(how.value)
     for outcome in VerifyOutcome:

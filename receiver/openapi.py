@@ -98,6 +98,9 @@ class HealLog(_Open):
     attempt: int
     created_at: datetime
     finished_at: datetime | None
+    # Before the action: container State, log tail, host diagnostic (README, Evidence).
+    evidence: dict[str, Any] | None
+    evidence_summary: str | None
 
 
 class IncidentDetail(Incident):

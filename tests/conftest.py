@@ -29,6 +29,7 @@ from receiver.db.migrate import upgrade
 from receiver.db.repo._sql import ACTIVE
 from receiver.db.schema import incidents
 from tests.scripted_action import WITH_SCRIPTED
+from tests.telegram_standin import TelegramStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 # Real payloads a real Alertmanager 0.25 sent (copied from shared/fixtures/alertmanager).
@@ -37,6 +38,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_ADMIN_DSN = os.environ.get("AUTOHEAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TOKEN = "test-token-123"
+BOT_TOKEN = "123456:SECRET-bot-token-abc"  # the Telegram stand-in's
 
 
 def require(reason: str) -> None:
@@ -361,6 +363,15 @@ def make_exception() -> Callable[..., dict[str, Any]]:
         return body
 
     return make
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[TelegramStandIn]:
+    """A local stand-in of the Telegram Bot API (test_approval has its own, another bot)."""
+    standin = TelegramStandIn(BOT_TOKEN)
+    await standin.start()
+    yield standin
+    await standin.stop()
 
 
 @pytest.fixture

@@ -95,15 +95,23 @@ class Podman:
     def running(self, name: str) -> bool:
         return bool(self.inspect(name)["State"]["Running"])
 
-    def container(self, name: str, *, health_cmd: str | None = None, start: bool = True) -> None:
-        """A fresh container named ``name`` (replacing any old one), running unless told not."""
+    def container(
+        self,
+        name: str,
+        *,
+        health_cmd: str | None = None,
+        start: bool = True,
+        command: str = "trap 'exit 0' TERM; sleep 3600 & wait",
+    ) -> None:
+        """A fresh container named ``name`` (replacing any old one), running unless told not;
+        ``command`` is its shell script."""
         self.podman("rm", "-f", "-t", "0", name, check=False)
         args = ["create", "--name", name]
         if health_cmd is not None:
             args += ["--health-cmd", health_cmd, "--health-interval", "1s", "--health-retries", "1"]
-        # A PID 1 that exits on SIGTERM, as a real service does (bare sleep ignores it and
-        # every restart would wait out the stop timeout).
-        self.podman(*args, IMAGE, "/bin/sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
+        # By default a PID 1 that exits on SIGTERM, as a real service does (bare sleep
+        # ignores it and every restart would wait out the stop timeout).
+        self.podman(*args, IMAGE, "/bin/sh", "-c", command)
         self.names.add(name)
         if start:
             self.podman("start", name)

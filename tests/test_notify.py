@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import html.parser
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,20 +14,11 @@ from aiohttp import web
 from sqlalchemy import select
 
 from receiver.db.schema import outbox
-from tests.conftest import lifecycle_playbook, oom_alert
+from tests.conftest import BOT_TOKEN, lifecycle_playbook, oom_alert
 from tests.telegram_standin import TelegramStandIn
 
-BOT_TOKEN = "123456:SECRET-bot-token-abc"
 CHAT = "-100200300"
 DRIVE = "invalid_grant: Token has been expired or revoked."
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramStandIn]:
-    standin = TelegramStandIn(BOT_TOKEN)
-    await standin.start()
-    yield standin
-    await standin.stop()
 
 
 def with_telegram(telegram: TelegramStandIn, **extra: Any) -> dict[str, Any]:

@@ -290,6 +290,7 @@ def test_driver_statements_write_what_sqlalchemy_would(tmp_path: Path) -> None:
             "finished_at": now,
             "reason": None,
             "action_detail": None,
+            "evidence": {"container": {"status": "exited", "exit_code": 137}, "logs": None},
         },
         {
             "_id": 4,
@@ -299,6 +300,7 @@ def test_driver_statements_write_what_sqlalchemy_would(tmp_path: Path) -> None:
             "finished_at": now,
             "reason": "not_retryable",
             "action_detail": "POST http://x/",
+            "evidence": None,
         },
     ]
     cases = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
@@ -90,6 +90,15 @@ class ActionOutcome:
     detail: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What an action is about to change, as the evidence capture looks at it first: the
+    container on a host (its State and logs), or the host (its diagnostic command)."""
+
+    host: str
+    container: str | None = None
+
+
 class Action(Protocol):
     """One remediation kind. Register an instance in receiver.actions.ACTIONS."""
 
@@ -107,3 +116,12 @@ class Action(Protocol):
 
     async def run(self, params: Any, ctx: ActionContext) -> ActionOutcome:
         """Do it, within ctx.timeout (the worker also enforces it)."""
+
+
+@runtime_checkable
+class Inspected(Protocol):
+    """An action whose target is looked at before it acts (receiver.evidence): implement
+    ``subject`` beside the Action members."""
+
+    def subject(self, params: Any) -> Subject:
+        """The host (and container) the action changes."""

@@ -11,6 +11,7 @@ from receiver.actions.base import (
     ActionParams,
     HostName,
     ServiceName,
+    Subject,
 )
 from receiver.actions.ssh import run_allowed
 
@@ -29,6 +30,9 @@ class ComposeRestart:
 
     def target(self, params: ComposeRestartParams) -> str:
         return f"{params.host}/{params.service}"
+
+    def subject(self, params: ComposeRestartParams) -> Subject:
+        return Subject(params.host)  # its diagnostic; the service's containers are compose's
 
     def describe(self, params: ComposeRestartParams) -> str:
         program = "docker-compose" if params.legacy else "docker compose"

@@ -13,6 +13,7 @@ from receiver.actions.base import (
     ActionParams,
     ContainerName,
     HostName,
+    Subject,
 )
 
 
@@ -30,6 +31,9 @@ class DockerRestart:
 
     def target(self, params: DockerRestartParams) -> str:
         return f"{params.host}/{params.container}"
+
+    def subject(self, params: DockerRestartParams) -> Subject:
+        return Subject(params.host, params.container)
 
     def describe(self, params: DockerRestartParams) -> str:
         return f"docker restart -t {params.stop_timeout} {params.container} on {params.host}"

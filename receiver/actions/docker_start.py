@@ -13,6 +13,7 @@ from receiver.actions.base import (
     ActionParams,
     ContainerName,
     HostName,
+    Subject,
 )
 
 
@@ -29,6 +30,9 @@ class DockerStart:
 
     def target(self, params: DockerStartParams) -> str:
         return f"{params.host}/{params.container}"
+
+    def subject(self, params: DockerStartParams) -> Subject:
+        return Subject(params.host, params.container)
 
     def describe(self, params: DockerStartParams) -> str:
         return f"docker start {params.container} on {params.host}"

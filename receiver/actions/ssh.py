@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import StringConstraints, ValidationInfo, field_validator, model_validator
 
-from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, HostName
+from receiver.actions.base import ActionContext, ActionOutcome, ActionParams, HostName, Subject
 from receiver.errors import SlotError
 from receiver.retry import with_retries
 
@@ -96,6 +96,9 @@ class SSHCommand:
     def target(self, params: SSHCommandParams) -> str:
         named = params.args.get("container") or params.args.get("service") or params.command
         return f"{params.host}/{named}"
+
+    def subject(self, params: SSHCommandParams) -> Subject:
+        return Subject(params.host, params.args.get("container"))
 
     def describe(self, params: SSHCommandParams) -> str:
         args = " ".join(f"{k}={v}" for k, v in sorted(params.args.items()))

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from receiver import appkeys, openapi
+from receiver import appkeys, evidence, openapi
 from receiver.api.http import decided_by, int_param, json_response, problem
 from receiver.approval import Decision, decide
 from receiver.db import repo
@@ -81,7 +81,10 @@ async def get_incident(request: web.Request) -> web.Response:
         row = await conn.run_sync(repo.get_incident, incident_id)
         if row is None:
             raise problem(404, "not_found", f"no incident {incident_id}")
-        logs = await repo.incident_heal_logs(conn, incident_id)
+        logs = [
+            {**log, "evidence_summary": evidence.summary(log["evidence"])}
+            for log in await repo.incident_heal_logs(conn, incident_id)
+        ]
         # No playbook for it: what healed the most similar faults before.
         similar = (
             await conn.run_sync(repo.knowledge.similar, row["error_message"])

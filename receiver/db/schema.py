@@ -200,6 +200,8 @@ heal_logs = Table(
     Column("replica", String(100), nullable=True),
     _now_col("created_at"),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # What the target looked like just before the action (receiver.evidence), or null.
+    Column("evidence", JSON(none_as_null=True), nullable=True),
     Index("ix_heal_logs_incident_id_created_at", "incident_id", "created_at"),
     # Quarantine counts the actions on a target within its window.
     Index("ix_heal_logs_target_created_at", "target", "created_at"),

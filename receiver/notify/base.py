@@ -78,6 +78,8 @@ class Notice:
     generator_url: str | None = None
     approval_attempt: int | None = None  # the attempt an approval request is for
     approval_deadline: str | None = None
+    # What the target looked like before the last attempt, in one line (receiver.evidence).
+    evidence: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         # ``why``: the reason in words, for receivers that show the JSON as it is.

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver import evidence
 from receiver.db import repo
 from receiver.domain import EscalationReason, IncidentStatus, NoticeEvent, Paused
 from receiver.notify.base import Notice
@@ -131,6 +132,7 @@ def _notice(
         approval_deadline=(
             m["approval_deadline"].isoformat() if asks and m["approval_deadline"] else None
         ),
+        evidence=evidence.summary(log.evidence) if log is not None else None,
     )
 
 

@@ -46,6 +46,8 @@ def facts(n: Notice) -> list[str]:
         lines.append(done)
     if n.playbook:
         lines.append(f"Playbook: {n.playbook}" + (f" on {n.target}" if n.target else ""))
+    if n.evidence and n.event == NoticeEvent.ESCALATED:
+        lines.append(f"Before the repair: {n.evidence}")
     if n.time_to_heal_seconds is not None:
         lines.append(f"Healed in {n.time_to_heal_seconds:.0f} s")
     return lines

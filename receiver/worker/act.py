@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from receiver import evidence
 from receiver.actions import ActionContext, ActionOutcome
+from receiver.actions.base import Inspected
 from receiver.domain import HealResult, LogReason, ResolveKind
 from receiver.effects import Effects
 from receiver.resources import MAX_OUTPUT
@@ -29,18 +31,40 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """A finished action: what it came to and how long it took."""
+    """A finished action: what it came to, how long it took, and what its target looked
+    like before (None when nothing was looked at)."""
 
     started: Started
     outcome: ActionOutcome
     seconds: float
+    evidence: dict[str, Any] | None = None
+
+
+async def look_first(ctx: StepContext, s: Started) -> dict[str, Any] | None:
+    """The evidence before the action, if it names something to look at. Bounded by its own
+    timeout; whatever goes wrong is said in the evidence, and the action runs anyway."""
+    action = ctx.actions[s.plan.playbook.action_type]
+    if not isinstance(action, Inspected) or not ctx.evidence.enabled:
+        return None
+    try:
+        seen = await evidence.capture(action.subject(s.plan.params), ctx.resources, ctx.evidence)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("incident %s: evidence capture raised; acting without it", s.row["id"])
+        return {"errors": [f"capture failed: {type(exc).__name__}: {exc}"]}
+    if seen and seen.get("errors"):
+        log.warning("incident %s: evidence incomplete: %s", s.row["id"], "; ".join(seen["errors"]))
+    return seen
 
 
 async def run_action(ctx: StepContext, s: Started) -> Done:
-    """Run the action; a timeout or an exception is a failed outcome."""
+    """Look at the target, then run the action; a timeout or an exception is a failed
+    outcome."""
     action_type = s.plan.playbook.action_type
     timeout = ctx.settings.action_timeout_seconds
     action_ctx = ActionContext(s.row["id"], s.row["labels"] or {}, timeout, ctx.resources)
+    seen = await look_first(ctx, s)
     started = time.perf_counter()
     try:
         # A deadline on this task (wait_for would run the action in a task of its own).
@@ -53,7 +77,7 @@ async def run_action(ctx: StepContext, s: Started) -> Done:
     except Exception as exc:
         log.exception("incident %s: action %s raised", s.row["id"], action_type)
         outcome = ActionOutcome(ok=False, output=f"{type(exc).__name__}: {exc}")
-    return Done(s, outcome, time.perf_counter() - started)
+    return Done(s, outcome, time.perf_counter() - started, seen)
 
 
 def cleared(conn: Connection, ctx: StepContext, rows: Sequence[Any], now: datetime) -> Effects:
@@ -78,6 +102,8 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
         result = (HealResult.SUCCESS if outcome.ok else HealResult.FAILED).value
         w.effects.attempts[playbook.name, playbook.action_type, result] += 1
         w.effects.durations.append((playbook.action_type, result, d.seconds))
+        if d.evidence is not None:
+            w.effects.evidence["partial" if d.evidence.get("errors") else "complete"] += 1
         w.effects.tell(
             "action_result",
             incident_id,
@@ -94,6 +120,7 @@ def record(conn: Connection, ctx: StepContext, done: Sequence[Done], now: dateti
             finished_at=now,
             reason=None if outcome.ok or outcome.retryable else LogReason.NOT_RETRYABLE.value,
             action_detail=outcome.detail,  # what actually ran, when the action knows better
+            evidence=d.evidence,
         )
         w.outcome(incident_id, plan.playbook_id, outcome.ok)
         if plan.exclusive:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from receiver.actions import Action
 from receiver.config import Settings
+from receiver.evidence import EvidencePolicy
 from receiver.notify.notices import Announcer
 from receiver.resources import Resources
 from receiver.worker.decisions import Policy
@@ -27,3 +28,4 @@ class StepContext:
     policy: Policy  # the settings the rules read, taken from ``settings`` once
     actions: Mapping[str, Action]  # what runs an action of each kind
     notify: Announcer  # where escalations and heals are announced (outbox rows)
+    evidence: EvidencePolicy = field(default_factory=EvidencePolicy)  # looked at before acting

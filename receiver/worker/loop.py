@@ -36,6 +36,7 @@ from receiver.config import Settings
 from receiver.db import repo
 from receiver.db.engine import SHORT_ROWS, Database
 from receiver.effects import Effects
+from receiver.evidence import EvidencePolicy
 from receiver.metrics import Metrics
 from receiver.notify import announcer
 from receiver.resources import Resources
@@ -80,6 +81,7 @@ class HealWorker:
             Policy.of(settings),
             actions,
             announcer(settings),
+            EvidencePolicy.from_settings(settings),
         )
         self.lookout = Lookout(
             resources.alertmanager if resources is not None else None,

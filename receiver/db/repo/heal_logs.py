@@ -29,7 +29,7 @@ _FINISH = (
     .where(heal_logs.c.id == bindparam("_id"), heal_logs.c.result == HealResult.PENDING.value)
     .values(
         {
-            **{k: bindparam(k) for k in _FINISHED},
+            **{k: bindparam(k) for k in (*_FINISHED, "evidence")},
             "action_detail": func.coalesce(bindparam("action_detail"), heal_logs.c.action_detail),
         }
     )
@@ -61,10 +61,15 @@ def add(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
 
 
 def finish(conn: Connection, finished: Iterable[Mapping[str, Any]]) -> None:
-    """Settle pending logs: each mapping holds ``id``, the columns of ``_FINISHED`` and
-    ``action_detail`` (None keeps what was planned)."""
+    """Settle pending logs: each mapping holds ``id``, the columns of ``_FINISHED``,
+    ``action_detail`` (None keeps what was planned) and optionally ``evidence``."""
     params = [
-        {"_id": f["id"], **{k: f[k] for k in (*_FINISHED, "action_detail")}} for f in finished
+        {
+            "_id": f["id"],
+            **{k: f[k] for k in (*_FINISHED, "action_detail")},
+            "evidence": f.get("evidence"),
+        }
+        for f in finished
     ]
     execute_many(conn, _FINISH, params)
 

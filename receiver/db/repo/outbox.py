@@ -73,6 +73,7 @@ def notice_rows(
             heal_logs.c.result,
             heal_logs.c.result_output,
             heal_logs.c.attempt,
+            heal_logs.c.evidence,
         )
         .where(heal_logs.c.incident_id.in_(ids), heal_logs.c.result != HealResult.PENDING.value)
         .order_by(heal_logs.c.id)
