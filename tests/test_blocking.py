@@ -250,6 +250,34 @@ async def test_verify_asks_alertmanager_rather_than_wait_for_the_resolve(
     assert [i["status"] for i in other] == ["verifying"]  # never seen there: still waits
 
 
+async def test_a_silenced_alert_is_verified_by_asking_too(
+    with_alertmanager: Any, playbooks_dir: Any, scripted: list[Any]
+) -> None:
+    """Alertmanager sends nothing for a silenced alert, not even its resolve. While it still
+    fires (silenced) the fault is there: not cleared; once it ends, the watch resolves it."""
+    folder = playbooks_dir(restart_playbook(verify_seconds=600))
+    svc, am = await with_alertmanager(playbooks=folder)
+    await am.fire(alertname="ContainerOOMKilled", container="db1")
+    incident = await _incident(svc)
+    await svc.settle()
+    assert [c for _, c in scripted] == ["db1"]
+    await svc.worker.watch_verifying()  # seen in Alertmanager
+    await am.silence(alertname="ContainerOOMKilled", container="db1")
+    await svc.worker.watch_verifying()
+    assert (await svc.incident(incident["id"]))["status"] == "verifying"
+
+    await am.end(alertname="ContainerOOMKilled", container="db1")
+
+    async def resolved() -> bool:
+        await svc.worker.watch_verifying()
+        return bool((await svc.incident(incident["id"]))["status"] == "resolved")
+
+    await until(resolved, 10, "the silenced alert's end seen by the watch")
+    found = await svc.incident(incident["id"])
+    assert found["healed"] is True
+    assert svc.sample("autoheal_incidents_resolved_total", {"how": "alert_cleared"}) == 1
+
+
 async def test_a_truncated_webhook_fetches_the_rest_of_its_group(
     with_alertmanager: Any, playbooks_dir: Any
 ) -> None:
