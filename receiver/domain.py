@@ -65,6 +65,9 @@ class ErrorType(enum.StrEnum):
     CRAWLER_FAIL = "CRAWLER_FAIL"
     DISK_FULL = "DISK_FULL"
     TIMEOUT = "TIMEOUT"
+    # A scheduler's run that did not happen when due, or did not finish in its time.
+    MISSED_RUN = "MISSED_RUN"
+    RUN_TOO_LONG = "RUN_TOO_LONG"
     UNKNOWN = "UNKNOWN"
 
 
@@ -205,6 +208,14 @@ class VerifyOutcome(enum.StrEnum):
 
     HELD = "held"  # resolved within the window
     NOT_HELD = "not_held"  # still failing at its end, or failed again
+
+
+class RunOutcome(enum.StrEnum):
+    """Where a scheduler's run of a task stands (task_runs.outcome)."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
 
 
 class ResolveKind(enum.StrEnum):

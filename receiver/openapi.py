@@ -57,6 +57,11 @@ class ExceptionStored(BaseModel):
     error_type: ErrorType
 
 
+class RunStored(BaseModel):
+    status: Literal["stored", "known"]
+    run: str
+
+
 class TasksResolved(BaseModel):
     status: Literal["stored"]
     resolved: list[int]

@@ -132,6 +132,9 @@ class ExceptionReport(_KeepsExtras):
     id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="client-chosen idempotency key: a retried push is stored once"
     )
+    run: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the run that failed (as its start ping named it)"
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -139,12 +142,43 @@ class ExceptionReport(_KeepsExtras):
         return _no_zero_time(value)
 
 
-class SuccessReport(BaseModel):
-    """A scheduler's ping that a task ran cleanly: resolves its open incidents."""
+TaskName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+RunId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class RunPing(BaseModel):
+    """A scheduler's ping about one run of a task (receiver.client sends these)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    task: TaskName
+    run: RunId | None = Field(
+        default=None, description="names the run: its start and its end carry the same"
+    )
+    id: RunId | None = Field(
+        default=None, description="client-chosen idempotency key: a resent ping counts once"
+    )
+    at: datetime | None = Field(
+        default=None, description="when it happened (a spooled ping arrives later); default now"
+    )
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return _no_zero_time(value)
+
+    @property
+    def run_key(self) -> str | None:
+        """The run this ping is about: named, else a run of its own (by its id)."""
+        return self.run or self.id
+
+
+class SuccessReport(RunPing):
+    """A scheduler's ping that a task ran cleanly: resolves its open incidents."""
+
+
+class StartReport(RunPing):
+    """A scheduler's ping that a run of a task started."""
 
 
 class DecisionReport(BaseModel):

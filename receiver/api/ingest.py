@@ -1,9 +1,10 @@
-"""Ingest: the Alertmanager webhook, a scheduler's exception report and success ping.
-Each answers 2xx only after what it carries is committed."""
+"""Ingest: the Alertmanager webhook, a scheduler's exception report and its start and success
+pings. Each answers 2xx only after what it carries is committed."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from receiver import appkeys, openapi
 from receiver.alertmanager_api import as_webhook_alert
 from receiver.api.http import json_response, parse, problem
 from receiver.db import repo
-from receiver.domain import Resolved, ResolveKind
+from receiver.domain import Resolved, ResolveKind, RunOutcome
 from receiver.effects import Effects
 from receiver.matchers import Matcher, MatchOp
 from receiver.notify import Announcer, announcer
@@ -23,6 +24,8 @@ from receiver.payloads import (
     Alert,
     AlertmanagerWebhook,
     ExceptionReport,
+    RunPing,
+    StartReport,
     SuccessReport,
 )
 from receiver.signals import from_exception, from_webhook
@@ -132,6 +135,11 @@ async def post_exception(request: web.Request) -> web.Response:
     report = await parse(request, ExceptionReport)
     signal = from_exception(report, request.app[appkeys.CATALOG].current.classifier)
     ids = await _store(request, [signal])
+    if report.run is not None:
+        at = _when(report.occurred_at)
+        await request.app[appkeys.DATABASE].run_in_transaction(
+            repo.task_runs.finished, report.task, report.run, at, RunOutcome.FAILED, short=True
+        )
     return json_response(
         {"status": "stored", "incident": ids[0], "error_type": signal.error_type.value}, 202
     )
@@ -149,16 +157,46 @@ async def post_success(request: web.Request) -> web.Response:
     report = await parse(request, SuccessReport)
     announce = announcer(request.app[appkeys.SETTINGS])
     closed, effects = await request.app[appkeys.DATABASE].run_in_transaction(
-        _task_succeeded, announce, report.task, datetime.now(UTC), short=True
+        _task_succeeded, announce, report, datetime.now(UTC), short=True
     )
     effects.apply(request.app[appkeys.METRICS], request.app[appkeys.CATALOG].current.names)
     return json_response({"status": "stored", "resolved": [r.id for r in closed]})
 
 
+@routes.post("/api/v1/start")
+@documented(
+    summary="A scheduler's start ping: a run of the task began",
+    body=StartReport,
+    responses={202: openapi.RunStored, 503: openapi.Problem},
+    tag="ingest",
+)
+async def post_start(request: web.Request) -> web.Response:
+    """A run started (a declared task's run that never ends is noticed by its
+    max_duration). 202 once committed; a resent start changes nothing."""
+    report = await parse(request, StartReport)
+    run = report.run_key or uuid.uuid4().hex
+    fresh = await request.app[appkeys.DATABASE].run_in_transaction(
+        repo.task_runs.started, report.task, run, _when(report.at), short=True
+    )
+    return json_response({"status": "stored" if fresh else "known", "run": run}, 202)
+
+
+def _when(at: datetime | None) -> datetime:
+    """When a report says it happened: never later than now (a client's clock ahead)."""
+    now = datetime.now(UTC)
+    return now if at is None or at > now else at
+
+
 def _task_succeeded(
-    conn: Connection, announce: Announcer, task: str, now: datetime
+    conn: Connection, announce: Announcer, report: RunPing, now: datetime
 ) -> tuple[list[Resolved], Effects]:
-    """The task's incidents resolved, and what that implies, written as the worker writes it."""
+    """The run finished and the task's incidents resolved, and what that implies, written
+    as the worker writes it. A resent ping (its run already finished) resolves nothing."""
+    task, run = report.task, report.run_key
+    if run is not None:
+        fresh, _ = repo.task_runs.finished(conn, task, run, _when(report.at), RunOutcome.SUCCESS)
+        if not fresh:
+            return [], Writes("", now, announce).effects
     closed = repo.resolve_task(conn, task, now)
     w = Writes("", now, announce)
     w.resolved(ResolveKind.TASK_SUCCESS, closed)

@@ -316,6 +316,23 @@ quarantine = Table(
     Column("lifted_by", String(200), nullable=True),
 )
 
+task_runs = Table(
+    "task_runs",
+    metadata,
+    # A scheduler's runs of a task, from its start, success and failure reports (the client
+    # names each run; a report without a run is a run of its own). What missed and
+    # overrunning runs are found from, and each run's duration.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(100), nullable=False),
+    Column("run", String(200), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),  # null: no start ping came
+    Column("finished_at", UTCDateTime(), nullable=True),  # null: still running
+    Column("outcome", String(20), nullable=False),  # running, success, failed
+    UniqueConstraint("task", "run"),
+    Index("ix_task_runs_task_started_at", "task", "started_at"),
+    Index("ix_task_runs_task_finished_at", "task", "finished_at"),
+)
+
 action_budget = Table(
     "action_budget",
     metadata,

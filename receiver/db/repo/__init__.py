@@ -14,6 +14,7 @@ The modules:
 - ``guards``: cooldown, per-target lock and action budget rows; ``pause``: the pause row;
   ``quarantine``: targets no automatic action touches until lifted;
 - ``outbox``: notifications queued with the state change, claimed and settled by the sender;
+- ``task_runs``: a scheduler's runs of its tasks (start, success, failure reports);
 - ``knowledge``: heal outcomes per (error type, signature, playbook); ``outcomes`` writes
   them with the notification wherever a repair ends.
 """
@@ -30,6 +31,7 @@ from receiver.db.repo import (
     quarantine,
     reports,
     retention,
+    task_runs,
 )
 from receiver.db.repo._sql import write_probe
 from receiver.db.repo.heal_logs import incident_heal_logs
@@ -64,5 +66,6 @@ __all__ = [
     "retention",
     "status_summary",
     "sync_playbooks",
+    "task_runs",
     "write_probe",
 ]
