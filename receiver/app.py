@@ -35,6 +35,7 @@ from receiver.openapi import documented
 from receiver.prometheus_api import PrometheusAPI
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.retention import Pruner
+from receiver.taskwatch import TaskWatch
 from receiver.worker import HealWorker
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,9 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    """Ingest writer, heal worker, outbox sender, Alertmanager escalator and pruner (all but
-    the first on worker replicas only; the sender and escalator only when configured)."""
+    """Ingest writer, heal worker, outbox sender, Alertmanager escalator, pruner and task
+    watch (all but the first on worker replicas only; the sender and escalator only when
+    configured)."""
     settings = app[appkeys.SETTINGS]
     escalator = Escalator(settings, app[appkeys.DATABASE]) if settings.alertmanager_urls else None
     on_escalated = escalator.wake if escalator is not None else (lambda: None)
@@ -143,6 +145,15 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
             pruner = Pruner(settings, app[appkeys.DATABASE])
             app[appkeys.PRUNER] = pruner
             await stack.enter_async_context(pruner.running())
+            watch = TaskWatch(
+                app[appkeys.DATABASE],
+                app[appkeys.CATALOG],
+                ingestor.submit,
+                app[appkeys.METRICS],
+                every=settings.task_watch_seconds,
+            )
+            app[appkeys.TASKWATCH] = watch
+            await stack.enter_async_context(watch.running())
         yield
 
 

@@ -19,6 +19,7 @@ from receiver.notify.sender import OutboxSender
 from receiver.notify.telegram import TelegramNotifier
 from receiver.resources import Resources
 from receiver.retention import Pruner
+from receiver.taskwatch import TaskWatch
 from receiver.worker import HealWorker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -34,5 +35,6 @@ RESOURCES = web.AppKey("resources", Resources)
 SENDER = web.AppKey("sender", OutboxSender)
 ESCALATOR = web.AppKey("escalator", Escalator)
 PRUNER = web.AppKey("pruner", Pruner)
+TASKWATCH = web.AppKey("taskwatch", TaskWatch)  # declared tasks: missed and overrunning runs
 TELEGRAM = web.AppKey("telegram", TelegramNotifier)  # answers approval button presses
 OPENAPI = web.AppKey("openapi", bytes)  # the document, built once at start-up

@@ -1,4 +1,4 @@
-"""The loaded playbooks and classifier, swapped as a whole on reload."""
+"""The loaded playbooks, classifier and declared tasks, swapped as a whole on reload."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from receiver.classify import Classifier, load_classifier
 from receiver.db import repo
 from receiver.db.engine import Database
 from receiver.playbooks import Playbook, load_playbooks
+from receiver.tasks import Task, load_tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class Catalog:
     classifier: Classifier
     ids: Mapping[str, int]  # playbook name -> row id
     names: Mapping[int, str]  # row id -> playbook name (metrics label incidents by playbook)
+    tasks: tuple[Task, ...] = ()  # tasks.yaml: runs autoheal expects to hear of
 
 
 def load_files(
@@ -38,11 +40,15 @@ async def load_catalog(
     scope: Mapping[str, Any] | None = None,
     actions: Mapping[str, Action] = ACTIONS,
 ) -> Catalog:
-    """Validate the YAML, then sync it into the playbooks table (stats survive)."""
+    """Validate the YAML, then sync it into the store: playbooks (stats survive) and the
+    declared tasks (each expected from the first load that named it)."""
     playbooks, classifier = load_files(directory, scope, actions)
+    tasks = load_tasks(directory)
+    now = datetime.now(UTC)
     async with db.transaction() as conn:
-        ids = await repo.sync_playbooks(conn, playbooks, datetime.now(UTC))
-    return Catalog(tuple(playbooks), classifier, ids, {i: n for n, i in ids.items()})
+        ids = await repo.sync_playbooks(conn, playbooks, now)
+        await repo.task_runs.declare(conn, [t.name for t in tasks], now)
+    return Catalog(tuple(playbooks), classifier, ids, {i: n for n, i in ids.items()}, tasks)
 
 
 class CatalogHolder:

@@ -50,6 +50,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {pb.name} [{pb.error_type.value}] {pb.action_type} matchers: {matchers}")
         _print_windows(settings.windows, pb.brakes.mute_time_intervals, "mute", mute=True)
         _print_windows(settings.windows, pb.brakes.active_time_intervals, "active", mute=False)
+    from receiver.tasks import load_tasks
+
+    for task in load_tasks(directory):
+        print(f"  task {task.name}: {task.describe()}, grace {task.grace}")
     windows = settings.windows
     if windows.named:
         print(f"time intervals: {len(windows.named)} (times in UTC)")
@@ -303,6 +307,46 @@ def incident_text(row: dict[str, Any], logs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """Declared tasks: their schedule, last run, next expected run and state."""
+    from datetime import UTC, datetime
+
+    from receiver.db import repo
+    from receiver.tasks import expect, load_tasks
+    from receiver.taskwatch import LOOK_BACK
+
+    settings = _settings(args)
+    declared = load_tasks(Path(args.directory) if args.directory else settings.playbooks)
+    now = datetime.now(UTC)
+
+    async def run() -> dict[str, Any]:
+        async with _store(args) as db, db.reading() as conn:
+            names = [t.name for t in declared]
+            return await repo.task_runs.heard(conn, names, now, LOOK_BACK)
+
+    heard = asyncio.run(run()) if declared else {}
+    rows = []
+    for task in declared:
+        h = heard.get(task.name)
+        row: dict[str, Any] = {"task": task.name, "schedule": task.describe()}
+        if h is None:
+            row["state"] = "not loaded yet (autoheal serve declares it)"
+        else:
+            since = h.unfinished[-1][1] if h.unfinished else None
+            state = expect(task, h.last_ping, h.declared_at, since, now)
+            row |= {
+                "state": state.state.value,
+                "last_run": h.last_ping,
+                "last_outcome": h.last_outcome,
+                "last_success": h.last_success,
+                "next_expected": state.due,
+            }
+        rows.append(row)
+    columns = ["task", "schedule", "state", "last_run", "last_outcome", "last_success"]
+    _print_rows(rows, [*columns, "next_expected"])
+    return 0
+
+
 def cmd_playbooks(args: argparse.Namespace) -> int:
     from receiver.db import repo
 
@@ -388,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true", help="as the API's JSON")
     p.set_defaults(func=cmd_incident)
+    p = sub.add_parser("tasks", help="declared tasks: last run, next expected, state")
+    p.add_argument("directory", nargs="?", help="playbooks directory (default: the settings')")
+    p.set_defaults(func=cmd_tasks)
     sub.add_parser("playbooks", help="list playbooks with counts").set_defaults(func=cmd_playbooks)
     p = sub.add_parser("knowledge", help="what worked for which fault")
     p.add_argument("--error-type")

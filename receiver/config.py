@@ -143,6 +143,8 @@ class Settings(BaseModel):
     # Evidence before acting: a container's State and last log lines (and a host's
     # diagnostic command) kept in the heal log, bounded and redacted; a capture slower than
     # the timeout keeps what it has and the action runs anyway (README, Evidence).
+    # How often a worker replica looks for declared tasks' missed and overrunning runs.
+    task_watch_seconds: float = Field(default=5.0, gt=0, le=3600)
     evidence: bool = True
     evidence_log_lines: int = Field(default=200, ge=0, le=10_000)
     evidence_log_bytes: int = Field(default=65_536, ge=0, le=1_048_576)

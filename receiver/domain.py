@@ -228,6 +228,7 @@ class ResolveKind(enum.StrEnum):
     ALERT_CLEARED = "alert_cleared"
     QUIET = "quiet"  # a scheduler task stayed quiet through its verify window
     TASK_SUCCESS = "task_success"  # the scheduler's success ping
+    TASK_STARTED = "task_started"  # a start ping: the missed run's task runs again
     # It did not occur min_occurrences times within its playbook's window: nothing was run.
     BELOW_THRESHOLD = "below_threshold"
     # Re-checked before acting after a wait: Alertmanager no longer holds the alert active,

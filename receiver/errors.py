@@ -23,19 +23,27 @@ class ConfigError(AutohealError):
 
 
 class PlaybookError(AutohealError):
-    """A playbook or classifier file that does not validate."""
+    """A playbook, classifier or task file that does not validate."""
 
     http_status = 422  # a reload with a bad file: the running set stays
     code = "invalid_playbooks"
 
-    def __init__(self, file: str, playbook: str | None, field: str | None, message: str) -> None:
+    def __init__(
+        self,
+        file: str,
+        playbook: str | None,
+        field: str | None,
+        message: str,
+        *,
+        kind: str = "playbook",  # what ``playbook`` names: a playbook, or a task
+    ) -> None:
         self.file = file
         self.playbook = playbook
         self.field = field
         self.message = message
         where = file
         if playbook:
-            where += f": playbook {playbook!r}"
+            where += f": {kind} {playbook!r}"
         if field:
             where += f": field {field!r}"
         super().__init__(f"{where}: {message}")

@@ -98,6 +98,9 @@ class Metrics:
     playbooks_loaded: Gauge
     truncated_fetched: Counter
     evidence: Counter
+    task_run_seconds: Histogram
+    task_last_success: Gauge
+    task_state: Gauge
 
     def loaded(self, playbooks: Sequence[Playbook]) -> None:
         """A catalog was loaded: count it, and start each playbook's series (attempts, action
@@ -229,6 +232,25 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             ),
         ),
         playbooks_loaded=gauge("playbooks_loaded", "Playbooks loaded from YAML"),
+        task_run_seconds=Histogram(
+            "task_run_seconds",
+            "Declared tasks' runs, from start ping to success or failure, by task",
+            ["task"],
+            namespace=ns,
+            registry=registry,
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600, 86400),
+        ),
+        task_last_success=gauge(
+            "task_last_success_timestamp_seconds",
+            "When each declared task last ran cleanly (unix time; set by worker replicas)",
+            ["task"],
+        ),
+        task_state=gauge(
+            "task_state",
+            "Each declared task's state: 1 for the one it is in (ok, late, missed, running, "
+            "overrun)",
+            ["task", "state"],
+        ),
         truncated_fetched=counter(
             "truncated_alerts_fetched",
             "Alerts a webhook left out (truncatedAlerts), fetched from Alertmanager's API, by "

@@ -23,6 +23,7 @@ from receiver.classify import CLASSIFIERS_FILE, Classifier
 from receiver.domain import ErrorType, Severity, Signal, strict_severity
 from receiver.errors import PlaybookError
 from receiver.matchers import Matcher, all_match, parse_matcher
+from receiver.tasks import TASKS_FILE
 from receiver.templating import references
 from receiver.textmatch import TextPatterns, fold
 
@@ -285,13 +286,14 @@ def load_playbooks(
     scope: Mapping[str, Any] | None = None,
     actions: Mapping[str, Action] = ACTIONS,
 ) -> list[Playbook]:
-    """Every ``*.yaml``/``*.yml`` in directory but classifiers.yaml, names unique."""
+    """Every ``*.yaml``/``*.yml`` in directory but classifiers.yaml and tasks.yaml, names
+    unique."""
     if not directory.is_dir():
         raise PlaybookError(str(directory), None, None, "playbooks directory does not exist")
     files = sorted(
         p
         for p in directory.iterdir()
-        if p.suffix in (".yaml", ".yml") and p.name != CLASSIFIERS_FILE
+        if p.suffix in (".yaml", ".yml") and p.name not in (CLASSIFIERS_FILE, TASKS_FILE)
     )
     seen: dict[str, str] = {}
     loaded: list[Playbook] = []

@@ -115,8 +115,16 @@ async def test_every_panel_returns_data_after_a_scenario(
     """A heal that holds (opened, attempts, action duration, verify held, time to heal,
     signals firing and resolved), an alert no playbook matches (an escalation), and a second
     report for the same target during the playbook's cooldown (a guard refusal); a webhook
-    channel told of the heal and the escalation."""
+    channel told of the heal and the escalation; a declared task's run, start to success."""
+    import shutil
+
     from aiohttp import web
+
+    from receiver.client import Client
+
+    folder = tmp_path / "playbooks"
+    shutil.copytree(ROOT / "playbooks", folder)
+    (folder / "tasks.yaml").write_text("tasks:\n  - {name: nightly_export, every_minutes: 60}\n")
 
     async def hook(request: web.Request) -> web.Response:
         return web.Response(status=204)
@@ -130,6 +138,8 @@ async def test_every_panel_returns_data_after_a_scenario(
         default_verify_seconds=30,
         notify_webhook_url=str(people.make_url("/hook")),
         notify_batch_seconds=0.2,
+        playbooks=folder,
+        task_watch_seconds=0.5,
     )
     url = str(svc.client.make_url("")).rstrip("/")
     chain = await asyncio.to_thread(start_chain, tmp_path, podman, url, TOKEN)
@@ -143,13 +153,18 @@ async def test_every_panel_returns_data_after_a_scenario(
             labels={"container": "momo-db"},
         )
         assert (await svc.post("/api/v1/exceptions", report)).status == 202
+        client = Client(url, token=TOKEN, spool=tmp_path / "spool")
+        assert await client.astart("nightly_export", run="n1")
+        assert await client.asuccess("nightly_export", run="n1")
 
         async def scraped() -> bool:
             expr = (
                 'autoheal_guard_refusals_total{guard="cooldown"} > 0 and on (instance) '
                 'autoheal_escalations_total{reason="no_playbook"} > 0 and on (instance) '
                 "autoheal_time_to_heal_seconds_count > 0 and on (instance) "
-                'autoheal_notifications_total{result="sent"} > 0'
+                'autoheal_notifications_total{result="sent"} > 0 and on (instance) '
+                "autoheal_task_last_success_timestamp_seconds > 0 and on (instance) "
+                "autoheal_task_run_seconds_count > 0"
             )
             return bool(await asyncio.to_thread(chain.query, expr))
 

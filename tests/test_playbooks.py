@@ -35,7 +35,9 @@ def signal(
 
 
 def test_all_seven_seed_playbooks_load() -> None:
-    assert {p.name for p in SEED} == {
+    # The seed's seven, and the scheduler's own two (scheduler.yaml: missed and long runs).
+    scheduler = {"Scheduler missed a run", "Run takes too long"}
+    assert {p.name for p in SEED} - scheduler == {
         "Docker DNS resolution failure",
         "DB connection refused",
         "App OOM restart",

@@ -29,7 +29,7 @@ async def test_app_migrates_an_empty_database_in_a_child_process(
     svc = Service(await aiohttp_client(create_app(make_settings())))
     ready = await (await svc.client.get("/readyz")).json()
     assert ready == {"status": "ready", "revision": HEAD_REVISION}
-    assert len((await svc.get_json("/api/v1/playbooks"))["items"]) == 7
+    assert len((await svc.get_json("/api/v1/playbooks"))["items"]) == 9  # all bundled
 
 
 async def test_migrations_run_twice(fresh_schema: None, store_url: str) -> None:

@@ -15,7 +15,7 @@ from receiver import appkeys, openapi
 from receiver.alertmanager_api import as_webhook_alert
 from receiver.api.http import json_response, parse, problem
 from receiver.db import repo
-from receiver.domain import Resolved, ResolveKind, RunOutcome
+from receiver.domain import ErrorType, Resolved, ResolveKind, RunOutcome
 from receiver.effects import Effects
 from receiver.matchers import Matcher, MatchOp
 from receiver.notify import Announcer, announcer
@@ -137,9 +137,10 @@ async def post_exception(request: web.Request) -> web.Response:
     ids = await _store(request, [signal])
     if report.run is not None:
         at = _when(report.occurred_at)
-        await request.app[appkeys.DATABASE].run_in_transaction(
+        _, took = await request.app[appkeys.DATABASE].run_in_transaction(
             repo.task_runs.finished, report.task, report.run, at, RunOutcome.FAILED, short=True
         )
+        _observe_run(request.app, report.task, took)
     return json_response(
         {"status": "stored", "incident": ids[0], "error_type": signal.error_type.value}, 202
     )
@@ -156,11 +157,18 @@ async def post_success(request: web.Request) -> web.Response:
     """A scheduler's success ping: the task's incidents are resolved."""
     report = await parse(request, SuccessReport)
     announce = announcer(request.app[appkeys.SETTINGS])
-    closed, effects = await request.app[appkeys.DATABASE].run_in_transaction(
+    closed, effects, took = await request.app[appkeys.DATABASE].run_in_transaction(
         _task_succeeded, announce, report, datetime.now(UTC), short=True
     )
     effects.apply(request.app[appkeys.METRICS], request.app[appkeys.CATALOG].current.names)
+    _observe_run(request.app, report.task, took)
     return json_response({"status": "stored", "resolved": [r.id for r in closed]})
+
+
+def _observe_run(app: web.Application, task: str, seconds: float | None) -> None:
+    """A finished run's duration, for declared tasks (the label set stays the file's)."""
+    if seconds is not None and any(t.name == task for t in app[appkeys.CATALOG].current.tasks):
+        app[appkeys.METRICS].task_run_seconds.labels(task).observe(seconds)
 
 
 @routes.post("/api/v1/start")
@@ -175,10 +183,25 @@ async def post_start(request: web.Request) -> web.Response:
     max_duration). 202 once committed; a resent start changes nothing."""
     report = await parse(request, StartReport)
     run = report.run_key or uuid.uuid4().hex
-    fresh = await request.app[appkeys.DATABASE].run_in_transaction(
-        repo.task_runs.started, report.task, run, _when(report.at), short=True
+    announce = announcer(request.app[appkeys.SETTINGS])
+    fresh, effects = await request.app[appkeys.DATABASE].run_in_transaction(
+        _run_started, announce, report.task, run, _when(report.at), datetime.now(UTC), short=True
     )
+    effects.apply(request.app[appkeys.METRICS], request.app[appkeys.CATALOG].current.names)
     return json_response({"status": "stored" if fresh else "known", "run": run}, 202)
+
+
+def _run_started(
+    conn: Connection, announce: Announcer, task: str, run: str, at: datetime, now: datetime
+) -> tuple[bool, Effects]:
+    """The run stored; the task's missed-run incident, if open, resolved: it runs again."""
+    w = Writes("", now, announce)
+    fresh = repo.task_runs.started(conn, task, run, at)
+    if fresh:
+        missed = repo.resolve_task(conn, task, now, [ErrorType.MISSED_RUN.value])
+        w.resolved(ResolveKind.TASK_STARTED, missed)
+    w.flush(conn)
+    return fresh, w.effects
 
 
 def _when(at: datetime | None) -> datetime:
@@ -189,16 +212,18 @@ def _when(at: datetime | None) -> datetime:
 
 def _task_succeeded(
     conn: Connection, announce: Announcer, report: RunPing, now: datetime
-) -> tuple[list[Resolved], Effects]:
-    """The run finished and the task's incidents resolved, and what that implies, written
-    as the worker writes it. A resent ping (its run already finished) resolves nothing."""
-    task, run = report.task, report.run_key
+) -> tuple[list[Resolved], Effects, float | None]:
+    """The run finished (how long it took) and the task's incidents resolved, and what that
+    implies, written as the worker writes it. A resent ping (its run already finished)
+    resolves nothing."""
+    task, run, took = report.task, report.run_key, None
     if run is not None:
-        fresh, _ = repo.task_runs.finished(conn, task, run, _when(report.at), RunOutcome.SUCCESS)
+        at = _when(report.at)
+        fresh, took = repo.task_runs.finished(conn, task, run, at, RunOutcome.SUCCESS)
         if not fresh:
-            return [], Writes("", now, announce).effects
+            return [], Writes("", now, announce).effects, None
     closed = repo.resolve_task(conn, task, now)
     w = Writes("", now, announce)
     w.resolved(ResolveKind.TASK_SUCCESS, closed)
     w.flush(conn)
-    return closed, w.effects
+    return closed, w.effects, took

@@ -328,9 +328,21 @@ task_runs = Table(
     Column("started_at", UTCDateTime(), nullable=True),  # null: no start ping came
     Column("finished_at", UTCDateTime(), nullable=True),  # null: still running
     Column("outcome", String(20), nullable=False),  # running, success, failed
+    Column("overrun_at", UTCDateTime(), nullable=True),  # reported RUN_TOO_LONG then
     UniqueConstraint("task", "run"),
     Index("ix_task_runs_task_started_at", "task", "started_at"),
     Index("ix_task_runs_task_finished_at", "task", "finished_at"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    # Declared tasks (tasks.yaml), by name: since when autoheal expects to hear from each, so
+    # a task never heard from is missed from then on, on every replica and after restarts.
+    Column("name", String(100), primary_key=True),
+    Column("declared_at", UTCDateTime(), nullable=False),
+    # The due time last reported missed: the next run is expected after it (once per run).
+    Column("missed_due", UTCDateTime(), nullable=True),
 )
 
 action_budget = Table(

@@ -63,8 +63,12 @@ def as_resolved(rows: Iterable[Any]) -> list[Resolved]:
     ]
 
 
-def resolve_task(conn: Connection, task: str, now: datetime) -> list[Resolved]:
-    """A scheduler's success ping: its task's open and escalated incidents are resolved."""
+def resolve_task(
+    conn: Connection, task: str, now: datetime, error_types: Sequence[str] | None = None
+) -> list[Resolved]:
+    """A scheduler's success ping: its task's open and escalated incidents are resolved
+    (only those of ``error_types`` when given: a start ping ends a missed run)."""
+    only = () if error_types is None else (incidents.c.error_type.in_(list(error_types)),)
     result = conn.execute(
         resolving(
             update(incidents)
@@ -72,6 +76,7 @@ def resolve_task(conn: Connection, task: str, now: datetime) -> list[Resolved]:
                 incidents.c.source == Source.SCHEDULER.value,
                 incidents.c.task_name == task,
                 incidents.c.status.in_(RESOLVABLE),
+                *only,
             )
             .values(**resolved_values(now), dedup_key=None)
         )

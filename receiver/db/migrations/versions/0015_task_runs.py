@@ -1,7 +1,7 @@
-"""task_runs
+"""task_runs, tasks
 
-A scheduler's runs of a task (start, success, failure reports): missed and overrunning runs
-are found from them.
+A scheduler's runs of a task (start, success, failure reports), and the declared tasks since
+when autoheal expects to hear from them: missed and overrunning runs are found from these.
 
 Revision ID: 0015
 Revises: 0014
@@ -29,12 +29,21 @@ def upgrade() -> None:
         sa.Column("started_at", receiver.db.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", receiver.db.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(20), nullable=False),
+        sa.Column("overrun_at", receiver.db.schema.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_task_runs"),
         sa.UniqueConstraint("task", "run", name="uq_task_runs_task_run"),
     )
     op.create_index("ix_task_runs_task_started_at", "task_runs", ["task", "started_at"])
     op.create_index("ix_task_runs_task_finished_at", "task_runs", ["task", "finished_at"])
+    op.create_table(
+        "tasks",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("declared_at", receiver.db.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("missed_due", receiver.db.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("name", name="pk_tasks"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tasks")
     op.drop_table("task_runs")
