@@ -294,7 +294,7 @@ async def test_read_api_shapes(make_service: Any, make_exception: Any) -> None:
         )
         assert resp.status == status
     playbooks = (await svc.get_json("/api/v1/playbooks"))["items"]
-    assert len(playbooks) == 7
+    assert len(playbooks) == 9  # the seed's 7 and scheduler.yaml's 2
     assert {"name", "success_count", "fail_count", "error_type", "match_pattern"} <= set(
         playbooks[0]
     )
@@ -306,7 +306,7 @@ async def test_health_ready_metrics(make_service: Any) -> None:
     ready = await (await svc.client.get("/readyz")).json()
     assert ready["status"] == "ready" and ready["revision"]
     text = await (await svc.client.get("/metrics")).text()
-    assert "autoheal_playbooks_loaded 7.0" in text
+    assert "autoheal_playbooks_loaded 9.0" in text
 
 
 async def test_reload_keeps_running_set_on_bad_file(make_service: Any, playbooks_dir: Any) -> None:
