@@ -74,6 +74,9 @@ class ErrorType(enum.StrEnum):
 class Source(enum.StrEnum):
     ALERTMANAGER = "alertmanager"
     SCHEDULER = "scheduler"
+    # Grafana-managed alerts (its webhook contact point): alerts like Alertmanager's, but
+    # not in the Alertmanager autoheal asks (no re-check, no verify by asking).
+    GRAFANA = "grafana"
 
 
 class IncidentStatus(enum.StrEnum):
@@ -295,6 +298,8 @@ class Signal:
     ends_at: datetime | None = None
     occurred_at: datetime | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+    # Where people look further (Grafana's dashboard, panel, silence links), by name.
+    links: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def match_text(self) -> str:

@@ -264,8 +264,9 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         metrics.truncated_fetched.labels(result)
     for source in Source:
         metrics.signals.labels(source.value, "firing")
-    metrics.signals.labels(Source.ALERTMANAGER.value, "resolved")
-    metrics.signals.labels(Source.ALERTMANAGER.value, "ignored")
+    for alerts in (Source.ALERTMANAGER, Source.GRAFANA):
+        metrics.signals.labels(alerts.value, "resolved")
+        metrics.signals.labels(alerts.value, "ignored")
     for error_type in ErrorType:
         metrics.incidents_opened.labels(error_type.value)
     for reason in EscalationReason:

@@ -84,6 +84,7 @@ class Incident(_Open):
     target: str | None
     playbook_id: int | None
     generator_url: str | None
+    links: dict[str, str] | None = None
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None

@@ -99,9 +99,11 @@ class Alert(_KeepsExtras):
 
 
 class AlertmanagerWebhook(_KeepsExtras):
-    """Alertmanager webhook payload, version 4."""
+    """Alertmanager webhook payload, version 4; or Grafana Alerting's webhook contact point,
+    version 1: the same shape with ``orgId``, ``title``, ``state``, ``message`` and, per
+    alert, ``values``, ``dashboardURL``, ``panelURL``, ``silenceURL`` (kept)."""
 
-    version: Literal["4"]
+    version: Literal["4", "1"]
     status: Literal["firing", "resolved"]
     receiver: Annotated[str, StringConstraints(max_length=1024)] = ""
     alerts: list[Alert] = Field(min_length=1)
@@ -117,6 +119,15 @@ class AlertmanagerWebhook(_KeepsExtras):
     truncated_alerts: int = Field(default=0, ge=0, le=2**31, alias="truncatedAlerts")
     notification_reason: str | None = Field(default=None, alias="notification_reason")
     route_labels: Labels | None = Field(default=None, alias="routeLabels")
+    # Grafana's (version 1)
+    org_id: int | None = Field(default=None, alias="orgId")
+    title: Annotated[str, StringConstraints(max_length=16_384)] | None = None
+    state: Annotated[str, StringConstraints(max_length=64)] | None = None
+    message: Annotated[str, StringConstraints(max_length=65_536)] | None = None
+
+    @property
+    def from_grafana(self) -> bool:
+        return self.version == "1"
 
 
 class ExceptionReport(_KeepsExtras):

@@ -58,7 +58,12 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
         group["notification_reason"] = payload.notification_reason
     if payload.route_labels is not None:
         group["routeLabels"] = payload.route_labels
+    grafana = payload.from_grafana
+    if grafana:
+        group |= {"orgId": payload.org_id, "title": payload.title, "state": payload.state}
+        group["message"] = payload.message
     group.update(extras(payload))
+    source, prefix = (Source.GRAFANA, "gf") if grafana else (Source.ALERTMANAGER, "am")
     result: list[Signal] = []
     for alert in payload.alerts:
         if alert.labels.get("alertname") == ESCALATION_ALERTNAME:
@@ -70,9 +75,9 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
         error_type = classifier.classify(alert.labels, text)
         result.append(
             Signal(
-                source=Source.ALERTMANAGER,
-                idempotency_key=f"am:{fingerprint}:{started}:{alert.status}",
-                incident_key=f"am:{fingerprint}:{started}",
+                source=source,
+                idempotency_key=f"{prefix}:{fingerprint}:{started}:{alert.status}",
+                incident_key=f"{prefix}:{fingerprint}:{started}",
                 firing=alert.status == "firing",
                 task_name=alert.labels.get("alertname", "alert")[:100],
                 error_type=error_type,
@@ -89,9 +94,22 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
                     "group": group if not result else {"in": result[0].idempotency_key},
                     **extras(alert),
                 },
+                links=_links(extras(alert)),
             )
         )
     return result
+
+
+# Grafana's per-alert links, by the name people see.
+_LINKS = {"dashboardURL": "dashboard", "panelURL": "panel", "silenceURL": "silence"}
+
+
+def _links(fields: dict[str, object]) -> dict[str, str]:
+    return {
+        name: str(fields[key])[:2048]
+        for key, name in _LINKS.items()
+        if isinstance(fields.get(key), str) and str(fields[key]).startswith(("http://", "https://"))
+    }
 
 
 def from_exception(report: ExceptionReport, classifier: Classifier) -> Signal:

@@ -43,13 +43,14 @@ async def _store(request: web.Request, signals: list[Any]) -> list[int | None]:
 
 @routes.post("/api/v1/alerts")
 @documented(
-    summary="Alertmanager webhook (version 4): stored, then 200",
+    summary="Alertmanager webhook (version 4) or Grafana's webhook contact point (version 1)",
     body=AlertmanagerWebhook,
     responses={200: openapi.AlertsStored, 503: openapi.Problem},
     tag="ingest",
 )
 async def post_alerts(request: web.Request) -> web.Response:
-    """Alertmanager webhook (version 4). 200 once every alert of the group is committed."""
+    """Alertmanager webhook (version 4), or Grafana Alerting's webhook contact point
+    (version 1). 200 once every alert of the group is committed."""
     payload = await parse(request, AlertmanagerWebhook)
     limit = request.app[appkeys.SETTINGS].max_alerts_per_request
     if len(payload.alerts) > limit:
@@ -59,11 +60,21 @@ async def post_alerts(request: web.Request) -> web.Response:
     if ignored:
         # Our own AutoHealEscalated alerts, routed back: acknowledged (2xx, or Alertmanager
         # would resend them forever) and never healed.
-        request.app[appkeys.METRICS].signals.labels("alertmanager", "ignored").inc(ignored)
+        source = "grafana" if payload.from_grafana else "alertmanager"
+        request.app[appkeys.METRICS].signals.labels(source, "ignored").inc(ignored)
     ids = await _store(request, signals) if signals else []
     fetched = 0
     if payload.truncated_alerts and payload.status == "firing":
-        fetched = await _fetch_truncated(request, payload)
+        if payload.from_grafana:  # its alerts are not in Alertmanager: nothing to ask
+            log.warning(
+                "Grafana left %d alerts out of a webhook; raise the contact point's max alerts",
+                payload.truncated_alerts,
+            )
+            request.app[appkeys.METRICS].truncated_fetched.labels("failed").inc(
+                payload.truncated_alerts
+            )
+        else:
+            fetched = await _fetch_truncated(request, payload)
     return json_response(
         {
             "status": "stored",

@@ -165,6 +165,8 @@ incidents = Table(
     Column("approval_by", String(200), nullable=True),
     # The alert's link back to its source (Prometheus graph), for messages to people.
     Column("generator_url", Text, nullable=True),
+    # More links than the generator's: Grafana's dashboard, panel and silence URLs.
+    Column("links", JSON(none_as_null=True), nullable=True),
     # Set when it resolves: true if it was healing or verifying then (a repair held), false
     # if it cleared before any repair ran or after escalation.
     Column("healed", Boolean, nullable=True),

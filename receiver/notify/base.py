@@ -80,6 +80,7 @@ class Notice:
     approval_deadline: str | None = None
     # What the target looked like before the last attempt, in one line (receiver.evidence).
     evidence: str | None = None
+    links: dict[str, str] | None = None  # Grafana's dashboard, panel and silence URLs
 
     def to_json(self) -> dict[str, Any]:
         # ``why``: the reason in words, for receivers that show the JSON as it is.

@@ -128,6 +128,7 @@ def _notice(
         attempts=int(m["retry_count"]),
         time_to_heal_seconds=healed_in,
         generator_url=m["generator_url"] or None,
+        links=dict(m["links"]) if m.get("links") else None,
         approval_attempt=m["approval_attempt"] if asks else None,
         approval_deadline=(
             m["approval_deadline"].isoformat() if asks and m["approval_deadline"] else None

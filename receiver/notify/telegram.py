@@ -37,6 +37,7 @@ def render(n: Notice) -> str:
         lines.append(f"<i>{_e(n.note[:1500])}</i>")
     links = [
         _link(n.generator_url, "alert source"),
+        *(_link(url, name) for name, url in (n.links or {}).items()),
         _link(n.incident_url, f"incident #{n.incident_id}"),
     ]
     lines.append(" · ".join(link for link in links if link))

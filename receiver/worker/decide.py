@@ -66,7 +66,7 @@ BUSY_RETRY = timedelta(seconds=2)
 
 
 def verdict(incident: Incident, facts: Facts) -> Verdict:
-    """Judge a verifying incident. An Alertmanager incident is healed when its alert
+    """Judge a verifying incident. An alert's incident is healed when its alert
     resolves within the window (that resolve arrives through ingest), so one still here at
     the deadline was not. A scheduler incident is healed when its task stays quiet through
     the window, and not as soon as it fails again."""
@@ -78,7 +78,8 @@ def verdict(incident: Incident, facts: Facts) -> Verdict:
         and incident.last_seen_at is not None
         and incident.last_seen_at > incident.last_action_at
     )
-    if recurred or (now >= deadline and incident.source == Source.ALERTMANAGER.value):
+    alert = incident.source != Source.SCHEDULER.value  # Alertmanager's or Grafana's
+    if recurred or (now >= deadline and alert):
         return NotHeld()
     if now >= deadline:
         return Resolve(ResolveKind.QUIET)

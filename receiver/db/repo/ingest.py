@@ -204,6 +204,7 @@ def _incident_rows(
             "fingerprint": s.fingerprint,
             "signature": s.signature,
             "generator_url": str(s.extra.get("generatorURL") or "") or None,
+            "links": dict(s.links) or None,
             "labels": dict(s.labels),
             "annotations": dict(s.annotations),
             "next_attempt_at": None if no_playbook else now,
