@@ -83,6 +83,7 @@ class Settings(BaseModel):
     retention_signals_days: float = Field(default=7, ge=0)
     retention_outbox_days: float = Field(default=7, ge=0)
     retention_incidents_days: float = Field(default=90, ge=0)  # ended ones, with heal logs
+    retention_task_runs_days: float = Field(default=30, ge=0)  # a task's latest run stays
     retention_interval_seconds: float = Field(default=3600, gt=0)
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
     default_verify_seconds: float = Field(default=300.0, ge=0)

@@ -29,6 +29,7 @@ class Pruner:
             "signals": settings.retention_signals_days,
             "outbox": settings.retention_outbox_days,
             "incidents": settings.retention_incidents_days,
+            "task_runs": settings.retention_task_runs_days,
         }
 
     @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.db.schema import heal_logs, incidents, outbox, signals
+from receiver.db.schema import heal_logs, incidents, outbox, signals, task_runs
 from receiver.domain import IncidentStatus, OutboxState
 
 BATCH = 1000
@@ -95,8 +95,28 @@ async def prune_incidents(conn: AsyncConnection, cutoff: datetime, upto: int) ->
     return int(result.rowcount)
 
 
+async def prune_task_runs(conn: AsyncConnection, cutoff: datetime, upto: int) -> int:
+    """One batch of a scheduler's runs that ended (or started and never ended) before
+    ``cutoff``; each task's latest run stays, its last ping."""
+    latest = select(func.max(task_runs.c.id)).group_by(task_runs.c.task)
+    return await _delete_batch(
+        conn,
+        task_runs,
+        and_(
+            task_runs.c.id <= upto,
+            func.coalesce(task_runs.c.finished_at, task_runs.c.started_at) < cutoff,
+            task_runs.c.id.not_in(latest),
+        ),
+    )
+
+
 TABLES = {
     "signals": (signals, signals.c.received_at, prune_signals),
     "outbox": (outbox, outbox.c.created_at, prune_outbox),
     "incidents": (incidents, incidents.c.created_at, prune_incidents),
+    "task_runs": (
+        task_runs,
+        func.coalesce(task_runs.c.started_at, task_runs.c.finished_at),
+        prune_task_runs,
+    ),
 }
