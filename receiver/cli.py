@@ -229,6 +229,9 @@ def _who() -> str:
 def cmd_incidents(args: argparse.Namespace) -> int:
     from receiver.db import repo
 
+    if args.follow:
+        return _follow(args)
+
     async def run() -> None:
         async with _store(args) as db, db.reading() as conn:
             rows, total = await repo.list_incidents(
@@ -347,6 +350,55 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow(args: argparse.Namespace) -> int:
+    """A live tail: the latest incidents, then each one opened and each change of status of
+    the ones shown (the last 1000), a line each, until Ctrl-C (or ``--for`` seconds)."""
+    import time
+
+    from receiver.db import repo
+
+    def line(row: Any, what: str) -> str:
+        why = f" ({row.escalation_reason})" if row.escalation_reason else ""
+        target = f" {row.target}" if row.target else ""
+        return (
+            f"{row.updated_at:%Y-%m-%d %H:%M:%S} #{row.id} {what} {row.status}{why} "
+            f"{row.error_type} {row.task_name}{target}"
+        )
+
+    async def run() -> None:
+        shown: dict[int, str] = {}
+        async with _store(args) as db:
+            async with db.reading() as conn:
+                latest, _ = await repo.list_incidents(
+                    conn, status=None, error_type=None, limit=args.limit, offset=0
+                )
+            last_id = max((r["id"] for r in latest), default=0)
+            async with db.reading() as conn:
+                _, rows = await repo.reports.incidents_after(conn, 0, [r["id"] for r in latest])
+            for row in sorted(rows, key=lambda r: r.id):
+                print(line(row, "is"), flush=True)
+                shown[row.id] = row.status
+            ends = time.monotonic() + args.for_ if args.for_ else None
+            while ends is None or time.monotonic() < ends:
+                await asyncio.sleep(args.interval)
+                async with db.reading() as conn:
+                    new, now = await repo.reports.incidents_after(conn, last_id, list(shown))
+                for row in now:
+                    if shown.get(row.id) != row.status:
+                        print(line(row, "is now"), flush=True)
+                        shown[row.id] = row.status
+                for row in new:
+                    print(line(row, "opened,"), flush=True)
+                    shown[row.id] = row.status
+                    last_id = max(last_id, row.id)
+                while len(shown) > 1000:
+                    shown.pop(next(iter(shown)))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
 def cmd_playbooks(args: argparse.Namespace) -> int:
     from receiver.db import repo
 
@@ -427,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--error-type")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--follow", "-f", action="store_true", help="then a line per change, live")
+    p.add_argument("--interval", type=float, default=1.0, help="--follow: seconds between looks")
+    p.add_argument("--for", dest="for_", type=duration, help="--follow: stop after 30s, 5m...")
     p.set_defaults(func=cmd_incidents)
     p = sub.add_parser("incident", help="one incident: heal logs, output, evidence")
     p.add_argument("id", type=int)

@@ -1,4 +1,4 @@
-"""The HTTP server around the app: listen, read deadlines, stop on SIGTERM.
+"""The HTTP server around the app: listen, read deadlines, stop on SIGTERM, reload on SIGHUP.
 
 aiohttp's server has no deadline for reading a request: a client trickling its headers a byte
 at a time holds a connection (and a file descriptor) as long as it likes, before any
@@ -125,8 +125,21 @@ class DeadlineSite(web.TCPSite):
                 conn.expire(timeout)
 
 
+async def _reload(app: web.Application) -> None:
+    from receiver.api.operations import reload_catalog
+    from receiver.errors import PlaybookError
+
+    try:
+        await reload_catalog(app)
+    except PlaybookError as exc:
+        log.error("SIGHUP: reload refused, the running playbooks and tasks stay: %s", exc)
+    except Exception:
+        log.exception("SIGHUP: reload failed, the running playbooks and tasks stay")
+
+
 async def serve(app: web.Application, settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop the app's parts in order."""
+    """Run until SIGTERM or SIGINT, then stop the app's parts in order; SIGHUP reloads the
+    playbooks, classifier rules and declared tasks."""
     # Alertmanager holds keep-alive connections open: a short shutdown_timeout lets us stop.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5, lingering_time=LINGER_SECONDS)
     await runner.setup()
@@ -140,6 +153,14 @@ async def serve(app: web.Application, settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Task[None]] = set()
+
+        def hup() -> None:  # re-read the files, as POST /-/reload does
+            task = asyncio.create_task(_reload(app))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hup)
         await stop.wait()
         log.info("stopping")
     finally:

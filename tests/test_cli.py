@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import FIXTURES, ROOT
 
@@ -212,3 +213,40 @@ def test_quarantine_list_and_lift_from_the_command_line(tmp_path: Path) -> None:
     assert autoheal("quarantine", "lift", "local/db1", env=env).returncode == 1
     assert autoheal("quarantine", "lift", env=env).returncode == 2
     assert autoheal("quarantine", "list", env=env).stdout.strip() == "no target is quarantined"
+
+
+async def test_incidents_follow_prints_each_new_incident_and_change(
+    make_service: Any, playbooks_dir: Any, make_alert: Any, store_url: str, scripted: Any
+) -> None:
+    import asyncio
+
+    from tests.conftest import oom_alert, restart_playbook
+
+    svc = await make_service(playbooks=playbooks_dir(restart_playbook(verify_seconds=600)))
+    await svc.post("/api/v1/alerts", oom_alert(make_alert, fp="before", container="a1"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOHEAL_")}
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "receiver",
+        "incidents",
+        "--follow",
+        "--interval",
+        "0.2",
+        "--for",
+        "6s",
+        cwd=ROOT,
+        env={**env, "AUTOHEAL_DATABASE_URL": store_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert follow.stdout is not None
+    first = await asyncio.wait_for(follow.stdout.readline(), 20)
+    assert b"#1 is open OOM ContainerOOMKilled" in first
+    await svc.post("/api/v1/alerts", oom_alert(make_alert, fp="after", container="a2"))
+    await svc.settle()  # both repaired: verifying
+    out, err = await asyncio.wait_for(follow.communicate(), 30)
+    lines = out.decode().splitlines()
+    assert follow.returncode == 0, err.decode()
+    assert any("#2 opened," in ln for ln in lines), lines
+    assert any("#1 is now verifying" in ln for ln in lines), lines

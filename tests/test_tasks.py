@@ -5,6 +5,7 @@ clocks, then the task watch of real apps on SQLite and PostgreSQL, two replicas 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,51 @@ async def test_two_replicas_and_a_restart_store_a_missed_run_once(
     assert shown.returncode == 0, shown.stderr
     (line,) = [ln for ln in shown.stdout.splitlines() if ln.startswith("run_auto_import_task")]
     assert "every 15 min" in line and "\tok\t" in line  # not missed yet by the clock now
+
+
+def test_sighup_reloads_playbooks_and_tasks(tmp_path: Path) -> None:
+    """A running `autoheal serve` re-reads its files on SIGHUP, as POST /-/reload does; a
+    broken file leaves the running set in place."""
+    import shutil
+    import signal
+    import time
+    import urllib.request
+
+    from tests.conftest import ROOT
+    from tests.serving import start_served
+
+    folder = tmp_path / "playbooks"
+    shutil.copytree(ROOT / "playbooks", folder)
+    served = start_served(tmp_path, {"AUTOHEAL_PLAYBOOKS": str(folder)})
+
+    def playbooks() -> int:
+        request = urllib.request.Request(
+            f"{served.url}/api/v1/playbooks", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return len(json.load(answer)["items"])
+
+    def hup_until(count: int, what: str) -> None:
+        served.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while playbooks() != count:
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+
+    try:
+        assert playbooks() == 9
+        (folder / "extra.yaml").write_text(
+            "playbooks:\n  - name: one more\n    error_type: TIMEOUT\n"
+            "    action: {type: alert_only, params: {message: look}}\n"
+        )
+        (folder / "tasks.yaml").write_text("tasks:\n  - {name: nightly, every_minutes: 60}\n")
+        hup_until(10, "the new playbook loaded")
+        (folder / "extra.yaml").write_text("playbooks: [{name: broken}]\n")
+        served.process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert playbooks() == 10  # the running set stays
+        assert served.process.poll() is None
+    finally:
+        log = served.stop()
+    assert "reloaded: 10 playbooks, 1 declared tasks" in log
+    assert "SIGHUP: reload refused" in log and "extra.yaml" in log

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from receiver import appkeys, openapi
 from receiver.api.http import int_param, json_response, problem
-from receiver.catalog import load_catalog
+from receiver.catalog import Catalog, load_catalog
 from receiver.db import repo
 from receiver.db.migrate import HEAD_REVISION, current_revision
 from receiver.domain import ErrorType
@@ -58,17 +58,24 @@ async def list_knowledge(request: web.Request) -> web.Response:
     tag="operations",
 )
 async def reload(request: web.Request) -> web.Response:
-    """Re-read playbooks and classifier rules; a bad file leaves the running set in place."""
-    settings = request.app[appkeys.SETTINGS]
-    catalog = await load_catalog(
-        request.app[appkeys.DATABASE],
-        settings.playbooks,
-        settings.param_scope(),
-        request.app[appkeys.ACTIONS],
-    )
-    request.app[appkeys.CATALOG].current = catalog
-    request.app[appkeys.METRICS].loaded(catalog.playbooks)
+    """Re-read playbooks, classifier rules and declared tasks; a bad file leaves the running
+    set in place (as SIGHUP does)."""
+    catalog = await reload_catalog(request.app)
     return json_response({"status": "reloaded", "playbooks": len(catalog.playbooks)})
+
+
+async def reload_catalog(app: web.Application) -> Catalog:
+    """Load the files again and swap the catalog whole; PlaybookError leaves it as it is."""
+    settings = app[appkeys.SETTINGS]
+    catalog = await load_catalog(
+        app[appkeys.DATABASE], settings.playbooks, settings.param_scope(), app[appkeys.ACTIONS]
+    )
+    app[appkeys.CATALOG].current = catalog
+    app[appkeys.METRICS].loaded(catalog.playbooks)
+    log.info(
+        "reloaded: %d playbooks, %d declared tasks", len(catalog.playbooks), len(catalog.tasks)
+    )
+    return catalog
 
 
 @routes.get("/healthz")

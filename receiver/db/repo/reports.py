@@ -40,6 +40,39 @@ async def list_incidents(
     return [dict(r._mapping) for r in rows], int(total or 0)
 
 
+_FOLLOWED = (
+    incidents.c.id,
+    incidents.c.status,
+    incidents.c.error_type,
+    incidents.c.task_name,
+    incidents.c.target,
+    incidents.c.retry_count,
+    incidents.c.escalation_reason,
+    incidents.c.updated_at,
+)
+
+
+async def incidents_after(
+    conn: AsyncConnection, after_id: int, watched: list[int], limit: int = 500
+) -> tuple[list[Any], list[Any]]:
+    """For a live tail: incidents opened after ``after_id`` (oldest first), and the current
+    rows of the ``watched`` ones (both by primary key: cheap at any table size)."""
+    new = (
+        await conn.execute(
+            select(*_FOLLOWED)
+            .where(incidents.c.id > after_id)
+            .order_by(incidents.c.id)
+            .limit(limit)
+        )
+    ).all()
+    now = (
+        (await conn.execute(select(*_FOLLOWED).where(incidents.c.id.in_(watched)))).all()
+        if watched
+        else []
+    )
+    return list(new), list(now)
+
+
 async def status_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime | None]]:
     """Per status (resolved aside): how many, and the oldest last change among them.
 
