@@ -142,20 +142,17 @@ def cmd_pause(args: argparse.Namespace) -> int:
     """No action starts on any replica until ``autoheal resume`` (or ``--for`` passes)."""
     from datetime import UTC, datetime, timedelta
 
-    from receiver.db import repo
-    from receiver.domain import NoticeEvent
+    from receiver import controls
     from receiver.notify import announcer
-    from receiver.notify.notices import paused_text
+
+    settings = _settings(args)
 
     async def run() -> None:
         now = datetime.now(UTC)
         until = now + timedelta(seconds=args.for_) if args.for_ else None
-        async with _store(args) as db, db.transaction() as conn:
-            paused = await repo.pause.pause_all(conn, args.reason, _who(), now, until)
+        async with _store(args) as db:
             # Told through the outbox: the replicas' senders deliver it.
-            await announcer(_settings(args)).operation(
-                conn, NoticeEvent.PAUSED, paused_text(paused), now
-            )
+            paused = await controls.pause(db, announcer(settings), args.reason, _who(), now, until)
         ends = f" until {paused.until.isoformat()}" if paused.until else " until resumed"
         print(f"paused by {paused.by}{ends}: {paused.reason}")
 
@@ -166,18 +163,14 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from receiver.db import repo
-    from receiver.domain import NoticeEvent
+    from receiver import controls
     from receiver.notify import announcer
-    from receiver.notify.notices import resumed_text
+
+    settings = _settings(args)
 
     async def run() -> None:
-        now = datetime.now(UTC)
-        async with _store(args) as db, db.transaction() as conn:
-            was, woke = await repo.pause.resume(conn, now)
-            if was is not None:
-                text = resumed_text(was, _who(), woke)
-                await announcer(_settings(args)).operation(conn, NoticeEvent.RESUMED, text, now)
+        async with _store(args) as db:
+            was, woke = await controls.resume(db, announcer(settings), _who(), datetime.now(UTC))
         if was is None:
             print("not paused")
         else:
@@ -191,6 +184,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     """List quarantined targets, or lift one (exit 1: it was not quarantined)."""
     from datetime import UTC, datetime
 
+    from receiver import controls
     from receiver.db import repo
 
     async def run() -> int:
@@ -206,8 +200,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             if not args.target:
                 print("autoheal quarantine lift: name the TARGET", file=sys.stderr)
                 return 2
-            async with db.transaction() as conn:
-                lifted = await repo.quarantine.lift(conn, args.target, _who(), datetime.now(UTC))
+            lifted = await controls.lift(db, args.target, _who(), datetime.now(UTC))
         if lifted is None:
             print(f"{args.target} is not quarantined", file=sys.stderr)
             return 1

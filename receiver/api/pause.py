@@ -3,22 +3,19 @@ finish; incidents are still recorded and wait), and lets them go again."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from receiver import appkeys, openapi
+from receiver import appkeys, controls, openapi
 from receiver.api.http import decided_by, json_response, parse
 from receiver.db import repo
-from receiver.domain import NoticeEvent, Paused
+from receiver.domain import Paused
 from receiver.notify import announcer
-from receiver.notify.notices import paused_text, resumed_text
 from receiver.openapi import documented
 from receiver.payloads import DecisionReport, PauseRequest
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -59,12 +56,10 @@ async def post_pause(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     until = now + timedelta(minutes=body.for_minutes) if body.for_minutes else None
     by = f"{body.by or 'api'} (api)"
-    async with request.app[appkeys.DATABASE].transaction() as conn:
-        paused = await repo.pause.pause_all(conn, body.reason, by, now, until)
-        await announcer(request.app[appkeys.SETTINGS]).operation(
-            conn, NoticeEvent.PAUSED, paused_text(paused), now
-        )
-    log.warning("autoheal paused by %s: %s", by, body.reason)
+    announce = announcer(request.app[appkeys.SETTINGS])
+    paused = await controls.pause(
+        request.app[appkeys.DATABASE], announce, body.reason, by, now, until
+    )
     return json_response(state(paused))
 
 
@@ -79,15 +74,8 @@ async def post_pause(request: web.Request) -> web.Response:
 async def delete_pause(request: web.Request) -> web.Response:
     """End the pause (a no-op when none is in force)."""
     by = await decided_by(request)
-    now = datetime.now(UTC)
-    async with request.app[appkeys.DATABASE].transaction() as conn:
-        was, woke = await repo.pause.resume(conn, now)
-        if was is not None:
-            await announcer(request.app[appkeys.SETTINGS]).operation(
-                conn, NoticeEvent.RESUMED, resumed_text(was, by, woke), now
-            )
-    if was is not None:
-        log.warning("autoheal resumed by %s; %d incident(s) due now", by, woke)
+    announce = announcer(request.app[appkeys.SETTINGS])
+    _, woke = await controls.resume(request.app[appkeys.DATABASE], announce, by, datetime.now(UTC))
     if appkeys.WORKER in request.app:
         request.app[appkeys.WORKER].wake()
     return json_response(state(None, woke=woke))

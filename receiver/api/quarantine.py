@@ -3,20 +3,18 @@ latch), and lifting one (a person decided it may be acted on again)."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from receiver import appkeys, openapi
+from receiver import appkeys, controls, openapi
 from receiver.api.http import decided_by, json_response, problem
 from receiver.db import repo
 from receiver.domain import Quarantined
 from receiver.openapi import documented
 from receiver.payloads import DecisionReport
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -59,9 +57,7 @@ async def lift_quarantine(request: web.Request) -> web.Response:
     """Its count of actions starts again now; incidents it escalated stay escalated."""
     target = request.match_info["target"]
     by = await decided_by(request)
-    async with request.app[appkeys.DATABASE].transaction() as conn:
-        lifted = await repo.quarantine.lift(conn, target, by, datetime.now(UTC))
+    lifted = await controls.lift(request.app[appkeys.DATABASE], target, by, datetime.now(UTC))
     if lifted is None:
         raise problem(404, "not_found", f"{target} is not quarantined")
-    log.warning("quarantine of %s lifted by %s", target, by)
     return json_response(quarantined_json(lifted, lifted_by=by))
