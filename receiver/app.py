@@ -36,6 +36,7 @@ from receiver.prometheus_api import PrometheusAPI
 from receiver.resources import DockerClients, Resources, SSHPool
 from receiver.retention import Pruner
 from receiver.taskwatch import TaskWatch
+from receiver.ui import setup_ui
 from receiver.worker import HealWorker
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ def create_app(
     app.on_startup.append(_freeze_heap)  # after the cleanup contexts have started
     app.add_routes(routes)
     app.router.add_get("/metrics", metrics_view)
+    setup_ui(app, settings)
     app.on_startup.append(_document)
     return app
 

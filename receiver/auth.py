@@ -44,8 +44,12 @@ def authorized(settings: Settings, header: str | None) -> bool:
 def auth_middleware(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS and not authorized(
-            settings, request.headers.get("Authorization")
+        # The web page (/ui) logs people in with a session of its own (receiver.ui).
+        page = request.path == "/ui" or request.path.startswith("/ui/")
+        if (
+            not page
+            and request.path not in OPEN_PATHS
+            and not authorized(settings, request.headers.get("Authorization"))
         ):
             challenge = (
                 'Bearer realm="autoheal"' if settings.auth_token else 'Basic realm="autoheal"'

@@ -212,7 +212,9 @@ def _operations(app: web.Application) -> dict[tuple[str, str], Operation]:
         if route.method == "HEAD":
             continue
         info = route.resource.get_info() if route.resource is not None else {}
-        path = info.get("path") or info.get("formatter")
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        if str(path) == "/ui" or str(path).startswith("/ui/"):
+            continue  # the web page for people, not the API
         op = getattr(route.handler, "__openapi__", None)
         if op is None:
             raise LookupError(f"{route.method} {path}: no @documented description")

@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE
-from receiver.db.schema import incidents, playbooks
+from receiver.db.schema import incidents, outbox, playbooks
 from receiver.domain import IncidentStatus
 
 
@@ -38,6 +38,57 @@ async def list_incidents(
         )
     ).all()
     return [dict(r._mapping) for r in rows], int(total or 0)
+
+
+async def incidents_page(
+    conn: AsyncConnection,
+    *,
+    status: str | None = None,
+    error_type: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of incidents, newest first, below ``before`` (keyset paging: no OFFSET, the
+    same cost on page 1 and page 20,000); and whether there are more."""
+    conds = []
+    if status:
+        conds.append(incidents.c.status == status)
+    if error_type:
+        conds.append(incidents.c.error_type == error_type)
+    if target:
+        conds.append(incidents.c.target == target)
+    if since is not None:
+        conds.append(incidents.c.created_at >= since)
+    if before is not None:
+        conds.append(incidents.c.id < before)
+    rows = (
+        await conn.execute(
+            select(incidents).where(*conds).order_by(incidents.c.id.desc()).limit(limit + 1)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit
+
+
+async def incident_notices(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
+    """The notifications about one incident: channel, event, delivery state."""
+    rows = (
+        await conn.execute(
+            select(
+                outbox.c.channel,
+                outbox.c.event,
+                outbox.c.status,
+                outbox.c.attempts,
+                outbox.c.created_at,
+                outbox.c.sent_at,
+                outbox.c.last_error,
+            )
+            .where(outbox.c.incident_id == incident_id)
+            .order_by(outbox.c.id)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows]
 
 
 _FOLLOWED = (
