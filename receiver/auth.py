@@ -17,6 +17,11 @@ OPEN_PATHS = frozenset(
 )
 
 
+def is_page(path: str) -> bool:
+    """The web page for people (/ui): it logs them in with a session of its own."""
+    return path == "/ui" or path.startswith("/ui/")
+
+
 def _eq(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
@@ -44,10 +49,8 @@ def authorized(settings: Settings, header: str | None) -> bool:
 def auth_middleware(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # The web page (/ui) logs people in with a session of its own (receiver.ui).
-        page = request.path == "/ui" or request.path.startswith("/ui/")
         if (
-            not page
+            not is_page(request.path)  # the page logs people in itself (receiver.ui)
             and request.path not in OPEN_PATHS
             and not authorized(settings, request.headers.get("Authorization"))
         ):

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
+from receiver.auth import is_page
 from receiver.domain import ErrorType, IncidentStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -213,7 +214,7 @@ def _operations(app: web.Application) -> dict[tuple[str, str], Operation]:
             continue
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("path") or info.get("formatter") or info.get("prefix")
-        if str(path) == "/ui" or str(path).startswith("/ui/"):
+        if is_page(str(path)):
             continue  # the web page for people, not the API
         op = getattr(route.handler, "__openapi__", None)
         if op is None:
