@@ -96,6 +96,7 @@ async def measure(path: Path, runs: int, count: int) -> None:
         "incidents, deep page": f"/ui/incidents?before={count // 2}",
         "status=awaiting_approval": "/ui/incidents?status=awaiting_approval",
         "status=escalated, OOM": "/ui/incidents?status=escalated&error_type=OOM",
+        "status=escalated, deep": f"/ui/incidents?status=escalated&before={count // 2}",
         "target=local/app-7": "/ui/incidents?target=local%2Fapp-7",
         "last hour": "/ui/incidents?since_hours=1",
         "one incident": f"/ui/incidents/{count // 3}",

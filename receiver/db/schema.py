@@ -174,6 +174,8 @@ incidents = Table(
     _now_col("updated_at"),
     Index("ix_incidents_status_created_at", "status", "created_at"),
     Index("ix_incidents_task_name_error_type", "task_name", "error_type"),
+    # A target's history on the page for people (and its count of engaged incidents).
+    Index("ix_incidents_target", "target"),
     # Only active incidents have a next attempt: the claim walks this in order and stops.
     # Partial on both stores (migration 0009 says so for PostgreSQL too); declaring
     # postgresql_where here would load the PostgreSQL dialect into every SQLite process.

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE
+from receiver.db.repo.retention import last_id_before
 from receiver.db.schema import incidents, outbox, playbooks
 from receiver.domain import IncidentStatus
 
@@ -61,12 +62,24 @@ async def incidents_page(
         conds.append(incidents.c.target == target)
     if since is not None:
         conds.append(incidents.c.created_at >= since)
-    if before is not None:
+        # Ids grow with time: the rows before ``since`` end near this id (a few point reads
+        # find it), and the newest-first walk stops there instead of reading every row.
+        older = await last_id_before(conn, incidents, incidents.c.created_at, since)
+        if older is not None:
+            conds.append(incidents.c.id > older)
+    order = [incidents.c.id.desc()]
+    if status and not target:
+        # Newest first along the (status, created_at) index: a rare status (awaiting
+        # approval) is then a short walk, not a sort of every row that has it.
+        order = [incidents.c.created_at.desc(), incidents.c.id.desc()]
+        if before is not None:
+            at = await conn.scalar(select(incidents.c.created_at).where(incidents.c.id == before))
+            if at is not None:
+                conds.append(tuple_(incidents.c.created_at, incidents.c.id) < tuple_(at, before))
+    elif before is not None:
         conds.append(incidents.c.id < before)
     rows = (
-        await conn.execute(
-            select(incidents).where(*conds).order_by(incidents.c.id.desc()).limit(limit + 1)
-        )
+        await conn.execute(select(incidents).where(*conds).order_by(*order).limit(limit + 1))
     ).all()
     return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit
 

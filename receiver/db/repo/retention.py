@@ -25,8 +25,11 @@ async def last_id_before(
     conn: AsyncConnection, table: Any, inserted: Any, cutoff: datetime
 ) -> int | None:
     """The highest id whose insert time is before ``cutoff`` (binary search on the key)."""
-    low, high = (await conn.execute(select(func.min(table.c.id), func.max(table.c.id)))).one()
-    if low is None:
+    # Two queries: SQLite answers a lone min() or max() from the key's ends, but one
+    # SELECT of both reads the whole table (120 ms at a million incidents).
+    low = await conn.scalar(select(func.min(table.c.id)))
+    high = await conn.scalar(select(func.max(table.c.id)))
+    if low is None or high is None:
         return None
 
     async def time_at(row_id: int) -> datetime | None:
