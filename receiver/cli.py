@@ -252,27 +252,32 @@ def cmd_incident(args: argparse.Namespace) -> int:
     """One incident: what it is, then each heal log with its output and evidence."""
     from receiver.db import repo
 
-    async def run() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def run() -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
         async with _store(args) as db, db.reading() as conn:
             row = await conn.run_sync(repo.get_incident, args.id)
-            logs = await repo.incident_heal_logs(conn, args.id) if row else []
-        return row, logs
+            if row is None:
+                return None, [], []
+            logs = await repo.incident_heal_logs(conn, args.id)
+            notices = await repo.reports.incident_notices(conn, args.id)
+        return row, logs, notices
 
-    row, logs = asyncio.run(run())
+    row, logs, notices = asyncio.run(run())
     if row is None:
         print(f"autoheal: no incident {args.id}", file=sys.stderr)
         return 1
     if args.json:
         from receiver.jsoncodec import dumps
 
-        print(dumps({**row, "heal_logs": logs}))
+        print(dumps({**row, "heal_logs": logs, "notices": notices}))
         return 0
-    for line in incident_text(row, logs):
+    for line in incident_text(row, logs, notices):
         print(line)
     return 0
 
 
-def incident_text(row: dict[str, Any], logs: list[dict[str, Any]]) -> list[str]:
+def incident_text(
+    row: dict[str, Any], logs: list[dict[str, Any]], notices: list[dict[str, Any]]
+) -> list[str]:
     from receiver.evidence import summary
 
     status = row["status"] + (f" ({row['escalation_reason']})" if row["escalation_reason"] else "")
@@ -300,6 +305,15 @@ def incident_text(row: dict[str, Any], logs: list[dict[str, Any]]) -> list[str]:
                 cut = " (cut)" if seen[part].get("truncated") else ""
                 lines.append(f"  {part}{cut}:")
                 lines += [f"  > {t}" for t in text.splitlines()]
+    for n in notices:
+        sent = f" at {n['sent_at']}" if n["sent_at"] else ""
+        error = f" ({n['last_error']})" if n["last_error"] else ""
+        lines.append(
+            f"- {n['created_at']} {n['event']} notice to {n['channel']}: {n['status']}{sent}{error}"
+        )
+    if row["resolved_at"]:
+        healed = ", healed" if row["healed"] else ""
+        lines.append(f"- {row['resolved_at']} resolved{healed}")
     return lines
 
 

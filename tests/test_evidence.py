@@ -233,7 +233,12 @@ async def test_a_missing_container_is_said_in_the_evidence(
 
 
 async def test_escalation_message_summarises_the_evidence(
-    podman: Any, make_service: Any, playbooks_dir: Any, make_alert: Any, telegram: Any
+    podman: Any,
+    make_service: Any,
+    playbooks_dir: Any,
+    make_alert: Any,
+    telegram: Any,
+    store_url: str,
 ) -> None:
     exited(podman, "broken", CRASHES_ALWAYS)
     svc = await make_service(
@@ -252,6 +257,9 @@ async def test_escalation_message_summarises_the_evidence(
     assert "Before the repair: local/broken was exited (exit code 3)" in message
     assert "last log:" in message and "fatal: config missing" in message
     assert SECRET not in message
+    # The terminal timeline says who was told, and how delivery went.
+    shown = autoheal("incident", str(incident["id"]), env={"AUTOHEAL_DATABASE_URL": store_url})
+    assert "escalated notice to telegram: sent" in shown.stdout, shown.stdout
 
 
 # -- over SSH -------------------------------------------------------------------------------
