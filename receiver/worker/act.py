@@ -15,7 +15,6 @@ from sqlalchemy import Connection
 
 from receiver import evidence
 from receiver.actions import ActionContext, ActionOutcome
-from receiver.actions.base import Inspected
 from receiver.domain import HealResult, LogReason, ResolveKind
 from receiver.effects import Effects
 from receiver.resources import MAX_OUTPUT
@@ -43,11 +42,13 @@ class Done:
 async def look_first(ctx: StepContext, s: Started) -> dict[str, Any] | None:
     """The evidence before the action, if it names something to look at. Bounded by its own
     timeout; whatever goes wrong is said in the evidence, and the action runs anyway."""
-    action = ctx.actions[s.plan.playbook.action_type]
-    if not isinstance(action, Inspected) or not ctx.evidence.enabled:
+    # The Inspected protocol's one method, looked up directly: an isinstance() against a
+    # runtime-checkable Protocol costs 10 µs, 0.2 s of CPU over a storm's 20,000 actions.
+    subject = getattr(ctx.actions[s.plan.playbook.action_type], "subject", None)
+    if subject is None or not ctx.evidence.enabled:
         return None
     try:
-        seen = await evidence.capture(action.subject(s.plan.params), ctx.resources, ctx.evidence)
+        seen = await evidence.capture(subject(s.plan.params), ctx.resources, ctx.evidence)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
