@@ -4,6 +4,7 @@ clean run resolves it, through receiver.client."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -176,3 +177,48 @@ async def test_a_celery_worker_reports_through_its_signal_handlers(
         stop_process(worker)
         log.close()
     assert not (tmp_path / "spool").exists() or (tmp_path / "spool").read_text() == ""
+
+
+@pytest.mark.timeout(60)
+async def test_a_job_that_stops_running_is_noticed_within_its_grace(
+    make_service: Any, playbooks_dir: Any, tmp_path: Path
+) -> None:
+    """Real time: an APScheduler job every second, declared in tasks.yaml (every 1.2 s,
+    grace 1.2 s) and watched by a worker replica's task watch; while it runs nothing is
+    missed, and once the scheduler stops, a MISSED_RUN incident opens within due + grace."""
+    import time
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from receiver.client import watch
+
+    folder = playbooks_dir("playbooks: []\n")
+    (folder / "tasks.yaml").write_text(
+        "tasks:\n  - {name: heartbeat_job, every_minutes: 0.02, grace_minutes: 0.02}\n"
+    )
+    svc = await make_service(playbooks=folder, worker=True, task_watch_seconds=0.2)
+    client = Client(base(svc), token=TOKEN, spool=tmp_path / "spool")
+
+    @watch(task="heartbeat_job", client=client)
+    def heartbeat_job() -> None:
+        pass
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(heartbeat_job, "interval", seconds=1, id="heartbeat_job")
+    scheduler.start()
+    try:
+        await asyncio.sleep(4)
+        assert await svc.incidents() == []  # runs on time: nothing missed
+    finally:
+        scheduler.shutdown(wait=True)
+    stopped = time.monotonic()
+
+    async def missed() -> list[Any]:
+        return [i for i in await svc.incidents() if i["error_type"] == "MISSED_RUN"]
+
+    (incident,) = await until(missed, 10, "the stopped job noticed")
+    noticed = time.monotonic() - stopped
+    assert incident["task_name"] == "heartbeat_job"
+    print(f"\nthe stopped job was noticed {noticed:.2f} s after its scheduler stopped")
+    # Due 1.2 s after the last ping, missed 1.2 s later, seen at the next look (0.2 s).
+    assert noticed < 1.2 + 1.2 + 0.2 + 3.0, noticed  # slack for a busy machine
