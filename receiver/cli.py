@@ -252,31 +252,37 @@ def cmd_incident(args: argparse.Namespace) -> int:
     """One incident: what it is, then each heal log with its output and evidence."""
     from receiver.db import repo
 
-    async def run() -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    Rows = list[dict[str, Any]]
+
+    async def run() -> tuple[dict[str, Any] | None, Rows, Rows, Rows]:
         async with _store(args) as db, db.reading() as conn:
             row = await conn.run_sync(repo.get_incident, args.id)
             if row is None:
-                return None, [], []
+                return None, [], [], []
             logs = await repo.incident_heal_logs(conn, args.id)
             notices = await repo.reports.incident_notices(conn, args.id)
-        return row, logs, notices
+            signals = await repo.reports.incident_signals(conn, row)
+        return row, logs, notices, signals
 
-    row, logs, notices = asyncio.run(run())
+    row, logs, notices, signals = asyncio.run(run())
     if row is None:
         print(f"autoheal: no incident {args.id}", file=sys.stderr)
         return 1
     if args.json:
         from receiver.jsoncodec import dumps
 
-        print(dumps({**row, "heal_logs": logs, "notices": notices}))
+        print(dumps({**row, "signals": signals, "heal_logs": logs, "notices": notices}))
         return 0
-    for line in incident_text(row, logs, notices):
+    for line in incident_text(row, logs, notices, signals):
         print(line)
     return 0
 
 
 def incident_text(
-    row: dict[str, Any], logs: list[dict[str, Any]], notices: list[dict[str, Any]]
+    row: dict[str, Any],
+    logs: list[dict[str, Any]],
+    notices: list[dict[str, Any]],
+    signals: list[dict[str, Any]],
 ) -> list[str]:
     from receiver.evidence import summary
 
@@ -286,6 +292,11 @@ def incident_text(
         f"  opened {row['created_at']}, target {row['target'] or '-'}, source {row['source']}",
         f"  {row['error_message'][:500]}",
     ]
+    for sig in signals:
+        times = f" ({sig['occurrences']} times)" if sig["occurrences"] > 1 else ""
+        lines.append(
+            f"- {sig['received_at']} {sig['status']} signal{times}: {sig['message'][:200]}"
+        )
     for log in logs:
         took = f", {log['duration_ms']} ms" if log["finished_at"] else ""
         why = f" ({log['reason']})" if log["reason"] else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from receiver.classify import Classifier
 from receiver.domain import (
@@ -69,7 +69,9 @@ def from_webhook(payload: AlertmanagerWebhook, classifier: Classifier) -> list[S
         if alert.labels.get("alertname") == ESCALATION_ALERTNAME:
             continue
         fingerprint = alert.fingerprint or _label_fingerprint(alert.labels)
-        started = _iso(alert.starts_at)
+        # Grafana's times carry its server's offset: its keys use UTC, so an incident's
+        # signals can be found again from its stored (UTC) startsAt.
+        started = _iso(alert.starts_at.astimezone(UTC) if grafana else alert.starts_at)
         message = _alert_message(alert)
         text = "\n".join([message, *alert.annotations.values()])
         error_type = classifier.classify(alert.labels, text)

@@ -213,3 +213,34 @@ async def test_on_call_in_a_real_browser(
 
 def test_artifacts_stay_out_of_the_repository() -> None:
     assert "test-artifacts/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+async def test_the_timeline_shows_the_signals_as_received(
+    make_service: Any, make_alert: Any, make_exception: Any
+) -> None:
+    """Each alert and report that made an incident, with its resends, before and after it
+    resolved (its key released): Alertmanager's, Grafana's and a scheduler's."""
+    from tests.conftest import load_fixture
+
+    svc = await make_service()
+    firing = make_alert(alerts=[{"fingerprint": "tl1"}])
+    for _ in range(2):  # a resend: counted on its signal
+        assert (await svc.post("/api/v1/alerts", firing)).status == 200
+    resolved = make_alert(status="resolved", alerts=[{"fingerprint": "tl1"}])
+    assert (await svc.post("/api/v1/alerts", resolved)).status == 200
+    grafana = load_fixture("grafana_firing.json")
+    assert (await svc.post("/api/v1/alerts", grafana)).status == 200
+    report = make_exception(task="sync_orders", message="Connection refused by db")
+    for _ in range(2):
+        assert (await svc.post("/api/v1/exceptions", report)).status == 202
+    await login(svc)
+    by_task = {i["task_name"]: i["id"] for i in await svc.incidents()}
+
+    page = await (await svc.client.get(f"/ui/incidents/{by_task['ContainerDown']}")).text()
+    assert "firing signal received (2 times" in page
+    assert "resolved signal received" in page
+    assert '"generatorURL": "http://127.0.0.1:19090/graph"' in page  # as it came
+    page = await (await svc.client.get(f"/ui/incidents/{by_task['Scheduler memory high']}")).text()
+    assert "firing signal received" in page and "dashboardURL" in page
+    page = await (await svc.client.get(f"/ui/incidents/{by_task['sync_orders']}")).text()
+    assert page.count("firing signal received") == 2  # two reports, each its own signal

@@ -227,6 +227,15 @@ signals = Table(
     Column("occurrences", Integer, nullable=False, default=1),
     _now_col("received_at"),
     _now_col("last_received_at"),
+    # An incident's timeline: a scheduler's signals by their incident key. Only theirs: an
+    # alert's are found by their idempotency keys (its incident key and status), so the
+    # bulk of ingest does not maintain a second 300-character index.
+    Index(
+        "ix_signals_scheduler_incident_key",
+        "incident_key",
+        sqlite_where=text("source = 'scheduler'"),
+        postgresql_where=text("source = 'scheduler'"),
+    ),
 )
 
 target_locks = Table(

@@ -190,6 +190,7 @@ async def incident_page(request: web.Request, session: Session) -> Any:
             raise web.HTTPNotFound(text=f"no incident {incident_id}")
         logs = await repo.incident_heal_logs(conn, incident_id)
         notices = await repo.reports.incident_notices(conn, incident_id)
+        signals = await repo.reports.incident_signals(conn, row)
         similar = (
             await conn.run_sync(repo.knowledge.similar, row["error_message"])
             if row["escalation_reason"] == EscalationReason.NO_PLAYBOOK
@@ -201,6 +202,7 @@ async def incident_page(request: web.Request, session: Session) -> Any:
         "incident": row,
         "logs": logs,
         "notices": notices,
+        "signals": signals,
         "similar": similar,
         "links": _safe_links(row),
         "done": request.query.get("done", ""),

@@ -3,16 +3,16 @@ the worker's backlog, the current escalations."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE
 from receiver.db.repo.retention import last_id_before
-from receiver.db.schema import incidents, outbox, playbooks
-from receiver.domain import IncidentStatus
+from receiver.db.schema import incidents, outbox, playbooks, signals
+from receiver.domain import IncidentStatus, Source
 
 
 async def list_incidents(
@@ -82,6 +82,53 @@ async def incidents_page(
         await conn.execute(select(incidents).where(*conds).order_by(*order).limit(limit + 1))
     ).all()
     return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit
+
+
+async def incident_signals(
+    conn: AsyncConnection, incident: dict[str, Any], limit: int = 200
+) -> list[dict[str, Any]]:
+    """The signals that made an incident, oldest first: for an alert, those of its
+    fingerprint (by the key's prefix) received while it was open; for a scheduler's task,
+    those of its task, type and message signature (a report's or the task watch's key)."""
+    source = incident["source"]
+    match: ColumnElement[bool]
+    if source == Source.SCHEDULER.value:
+        task, kind = incident["task_name"], incident["error_type"]
+        keys = [f"ex:{task}:{kind}:{incident['signature']}", f"task:{task}:{kind}"]
+        # The source condition lets the (partial) scheduler index answer.
+        match = and_(signals.c.source == source, signals.c.incident_key.in_(keys))
+    elif incident.get("fingerprint") and incident.get("starts_at") is not None:
+        # Its key while open; after, the same key made again from the fingerprint and
+        # startsAt (in UTC, as Prometheus' alerts come and Grafana's keys are made).
+        prefix = "gf" if source == Source.GRAFANA.value else "am"
+        started = incident["starts_at"].astimezone(UTC).isoformat(timespec="microseconds")
+        made = {f"{prefix}:{incident['fingerprint']}:{started}", incident.get("dedup_key") or ""}
+        # Its firing and resolved signals, by their idempotency keys (the unique index).
+        sent = [f"{k}:{status}" for k in sorted(made - {""}) for status in ("firing", "resolved")]
+        match = signals.c.idempotency_key.in_(sent)
+    else:
+        return []
+    opened = incident["created_at"] - timedelta(seconds=5)  # its first signal came first
+    ended = incident.get("resolved_at")
+    window = [signals.c.last_received_at >= opened]
+    if ended is not None:
+        window.append(signals.c.received_at <= ended + timedelta(seconds=5))
+    rows = (
+        await conn.execute(
+            select(
+                signals.c.received_at,
+                signals.c.last_received_at,
+                signals.c.status,
+                signals.c.occurrences,
+                signals.c.message,
+                signals.c.payload,
+            )
+            .where(match, *window)
+            .order_by(signals.c.id)
+            .limit(limit)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows]
 
 
 async def incident_notices(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
