@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from receiver.client import Client, apscheduler_listener
 from receiver.db.schema import task_runs
-from tests.conftest import ROOT, TOKEN, require, until
+from tests.conftest import ROOT, TOKEN, playbook_yaml, require, until
 from tests.realprograms import stop_process
 
 DB_REFUSED = 'connection to server at "10.0.0.5", port 5432 failed: Connection refused'
@@ -45,12 +45,26 @@ def run_weekly_strategy() -> str:
     return "ok"
 
 
+def heal(playbooks_dir: Any, error_type: str) -> Any:
+    """A playbook that repairs momo-db (the scripted action: the test sees it run)."""
+    return playbooks_dir(
+        playbook_yaml(
+            "scripted",
+            "{container: momo-db}",
+            name="repair",
+            error_type=error_type,
+            cooldown_minutes=0,
+            verify_seconds=600,
+        )
+    )
+
+
 async def test_apscheduler_jobs_report_through_one_listener(
-    make_service: Any, tmp_path: Path
+    make_service: Any, playbooks_dir: Any, scripted: list[Any], tmp_path: Path
 ) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    svc = await make_service()
+    svc = await make_service(playbooks=heal(playbooks_dir, "DNS_FAIL"))
     client = Client(base(svc), token=TOKEN, spool=tmp_path / "spool")
     scheduler = BackgroundScheduler(timezone="UTC")
     apscheduler_listener(scheduler, client=client)  # the one line
@@ -75,6 +89,8 @@ async def test_apscheduler_jobs_report_through_one_listener(
         assert found["run_weekly_strategy"]["error_type"] == "MISSED_RUN"
         (run,) = [r for r in await runs(svc) if r["task"] == "run_auto_import_task"]
         assert run["outcome"] == "failed" and run["started_at"] is not None
+        await svc.settle()  # and its heal
+        assert [c for _, c in scripted] == ["momo-db"]
 
         # The next run is clean: its task's incident resolves.
         scheduler.add_job(
@@ -105,9 +121,9 @@ def redis_url() -> str:
 
 @pytest.mark.timeout(120)
 async def test_a_celery_worker_reports_through_its_signal_handlers(
-    make_service: Any, redis_url: str, tmp_path: Path
+    make_service: Any, playbooks_dir: Any, scripted: list[Any], redis_url: str, tmp_path: Path
 ) -> None:
-    svc = await make_service()
+    svc = await make_service(playbooks=heal(playbooks_dir, "DB_UNREACHABLE"))
     queue = f"autoheal-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
@@ -157,6 +173,8 @@ async def test_a_celery_worker_reports_through_its_signal_handlers(
         found = await svc.incident(incident["id"])
         assert DB_REFUSED in found["error_message"]
         assert "ConnectionError" in found["error_traceback"]
+        await svc.settle()  # and its heal
+        assert [c for _, c in scripted] == ["momo-db"]
 
         sender.send_task("run_analysis_task", queue=queue, kwargs={})
         sender.send_task("run_weekly_strategy", queue=queue)
