@@ -332,29 +332,22 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     """Declared tasks: their schedule, last run, next expected run and state."""
     from datetime import UTC, datetime
 
-    from receiver.db import repo
-    from receiver.tasks import expect, load_tasks
-    from receiver.taskwatch import LOOK_BACK
+    from receiver.tasks import load_tasks
+    from receiver.taskwatch import standing
 
     settings = _settings(args)
     declared = load_tasks(Path(args.directory) if args.directory else settings.playbooks)
-    now = datetime.now(UTC)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> list[Any]:
         async with _store(args) as db, db.reading() as conn:
-            names = [t.name for t in declared]
-            return await repo.task_runs.heard(conn, names, now, LOOK_BACK)
+            return await standing(conn, declared, datetime.now(UTC))
 
-    heard = asyncio.run(run()) if declared else {}
     rows = []
-    for task in declared:
-        h = heard.get(task.name)
+    for task, state, h in asyncio.run(run()) if declared else []:
         row: dict[str, Any] = {"task": task.name, "schedule": task.describe()}
-        if h is None:
+        if state is None or h is None:
             row["state"] = "not loaded yet (autoheal serve declares it)"
         else:
-            since = h.unfinished[-1][1] if h.unfinished else None
-            state = expect(task, h.last_ping, h.declared_at, since, now)
             row |= {
                 "state": state.state.value,
                 "last_run": h.last_ping,

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.background import repeat, tasks
 from receiver.catalog import CatalogHolder
 from receiver.db import repo
 from receiver.db.engine import Database
+from receiver.db.repo.task_runs import Heard
 from receiver.domain import ErrorType, RunOutcome, Signal, Source, parse_severity
 from receiver.metrics import Metrics
 from receiver.tasks import Expected, Task, TaskState, expect
@@ -57,15 +60,9 @@ class TaskWatch:
         if not declared:
             return []
         async with self.db.reading() as conn:
-            heard = await repo.task_runs.heard(conn, [t.name for t in declared], now, LOOK_BACK)
-        found = []
-        for task in declared:
-            h = heard.get(task.name)
-            if h is None:
-                continue  # declared by a reload on another replica a moment ago
-            since = h.unfinished[-1][1] if h.unfinished else None  # the latest open run
-            found.append((task, expect(task, h.last_ping, h.declared_at, since, now), h))
-        return found
+            found = await standing(conn, declared, now)
+        # A task without a row was declared by a reload on another replica a moment ago.
+        return [(task, state, heard) for task, state, heard in found if state is not None]
 
     async def check(self, now: datetime | None = None) -> int:
         """Store a signal for each run newly missed or overrunning; how many. Each is
@@ -108,6 +105,24 @@ class TaskWatch:
             if heard.last_success is not None:
                 seen = heard.last_success.timestamp()
                 self.metrics.task_last_success.labels(task.name).set(seen)
+
+
+async def standing(
+    conn: AsyncConnection, declared: Sequence[Task], now: datetime
+) -> list[tuple[Task, Expected | None, Heard | None]]:
+    """Each declared task, where it stands at ``now`` and what the store says of it (both
+    None for one the store does not know yet): the watch, ``autoheal tasks`` and the page
+    read the same."""
+    heard = await repo.task_runs.heard(conn, [t.name for t in declared], now, LOOK_BACK)
+    found: list[tuple[Task, Expected | None, Heard | None]] = []
+    for task in declared:
+        h = heard.get(task.name)
+        if h is None:
+            found.append((task, None, None))
+            continue
+        since = h.unfinished[-1][1] if h.unfinished else None  # the latest open run
+        found.append((task, expect(task, h.last_ping, h.declared_at, since, now), h))
+    return found
 
 
 def missed(task: Task, since: datetime, due: datetime, now: datetime) -> Signal:

@@ -23,7 +23,7 @@ from receiver.approval import NotAwaiting
 from receiver.db import repo
 from receiver.domain import ErrorType, EscalationReason, IncidentStatus
 from receiver.notify import announcer
-from receiver.tasks import expect
+from receiver.taskwatch import standing
 from receiver.ui.session import Session, Sessions, csrf_ok
 
 SESSIONS: web.AppKey[Sessions] = web.AppKey("ui_sessions", Sessions)
@@ -251,21 +251,17 @@ async def playbooks_page(request: web.Request, session: Session) -> Any:
 @routes.get("/ui/tasks")
 @page("tasks.html")
 async def tasks_page(request: web.Request, session: Session) -> Any:
-    from receiver.taskwatch import LOOK_BACK
-
     declared = request.app[appkeys.CATALOG].current.tasks
-    now = datetime.now(UTC)
     async with request.app[appkeys.DATABASE].reading() as conn:
-        heard = await repo.task_runs.heard(conn, [t.name for t in declared], now, LOOK_BACK)
+        found = await standing(conn, declared, datetime.now(UTC))
     rows = []
-    for task in declared:
-        h = heard.get(task.name)
-        if h is None:
+    for task, state, heard in found:
+        if state is None:
             rows.append({"task": task, "state": "not loaded yet"})
-            continue
-        since = h.unfinished[-1][1] if h.unfinished else None
-        state = expect(task, h.last_ping, h.declared_at, since, now)
-        rows.append({"task": task, "state": state.state.value, "due": state.due, "heard": h})
+        else:
+            rows.append(
+                {"task": task, "state": state.state.value, "due": state.due, "heard": heard}
+            )
     return {"rows": rows, "refresh": True}
 
 
