@@ -252,22 +252,15 @@ def cmd_incident(args: argparse.Namespace) -> int:
     """One incident: what it is, then each heal log with its output and evidence."""
     from receiver.db import repo
 
-    Rows = list[dict[str, Any]]
-
-    async def run() -> tuple[dict[str, Any] | None, Rows, Rows, Rows]:
+    async def run() -> Any:
         async with _store(args) as db, db.reading() as conn:
-            row = await conn.run_sync(repo.get_incident, args.id)
-            if row is None:
-                return None, [], [], []
-            logs = await repo.incident_heal_logs(conn, args.id)
-            notices = await repo.reports.incident_notices(conn, args.id)
-            signals = await repo.reports.incident_signals(conn, row)
-        return row, logs, notices, signals
+            return await repo.reports.timeline(conn, args.id)
 
-    row, logs, notices, signals = asyncio.run(run())
-    if row is None:
+    seen = asyncio.run(run())
+    if seen is None:
         print(f"autoheal: no incident {args.id}", file=sys.stderr)
         return 1
+    row, logs, notices, signals = seen.incident, seen.heal_logs, seen.notices, seen.signals
     if args.json:
         from receiver.jsoncodec import dumps
 

@@ -185,12 +185,10 @@ async def incident_page(request: web.Request, session: Session) -> Any:
     if not 0 < incident_id < 2**31:
         raise web.HTTPNotFound(text=f"no incident {incident_id}")
     async with request.app[appkeys.DATABASE].reading() as conn:
-        row = await conn.run_sync(repo.get_incident, incident_id)
-        if row is None:
+        seen = await repo.reports.timeline(conn, incident_id)
+        if seen is None:
             raise web.HTTPNotFound(text=f"no incident {incident_id}")
-        logs = await repo.incident_heal_logs(conn, incident_id)
-        notices = await repo.reports.incident_notices(conn, incident_id)
-        signals = await repo.reports.incident_signals(conn, row)
+        row, logs = seen.incident, seen.heal_logs
         similar = (
             await conn.run_sync(repo.knowledge.similar, row["error_message"])
             if row["escalation_reason"] == EscalationReason.NO_PLAYBOOK
@@ -201,8 +199,8 @@ async def incident_page(request: web.Request, session: Session) -> Any:
     return {
         "incident": row,
         "logs": logs,
-        "notices": notices,
-        "signals": signals,
+        "notices": seen.notices,
+        "signals": seen.signals,
         "similar": similar,
         "links": _safe_links(row),
         "done": request.query.get("done", ""),

@@ -3,6 +3,7 @@ the worker's backlog, the current escalations."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.db.repo._sql import ACTIVE, RESOLVABLE
+from receiver.db.repo.heal_logs import incident_heal_logs
+from receiver.db.repo.incidents import get_incident
 from receiver.db.repo.retention import last_id_before
 from receiver.db.schema import incidents, outbox, playbooks, signals
 from receiver.domain import IncidentStatus, Source
@@ -82,6 +85,29 @@ async def incidents_page(
         await conn.execute(select(incidents).where(*conds).order_by(*order).limit(limit + 1))
     ).all()
     return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """One incident and what happened to it: the signals that made it, every attempt, every
+    notice (the page and ``autoheal incident`` show it)."""
+
+    incident: dict[str, Any]
+    signals: list[dict[str, Any]]
+    heal_logs: list[dict[str, Any]]
+    notices: list[dict[str, Any]]
+
+
+async def timeline(conn: AsyncConnection, incident_id: int) -> Timeline | None:
+    row = await conn.run_sync(get_incident, incident_id)
+    if row is None:
+        return None
+    return Timeline(
+        row,
+        await incident_signals(conn, row),
+        await incident_heal_logs(conn, incident_id),
+        await incident_notices(conn, incident_id),
+    )
 
 
 async def incident_signals(
