@@ -25,6 +25,7 @@ from receiver.db.engine import open_database
 from receiver.db.migrate import ensure_schema
 from receiver.ingest import Ingestor
 from receiver.jsoncodec import dumps
+from receiver.lockout import Lockout
 from receiver.metrics import build_metrics
 from receiver.notify import NOTIFIERS, announcer, build_notifiers
 from receiver.notify.alertmanager import Escalator
@@ -199,6 +200,7 @@ def create_app(
     app[appkeys.CHANNELS] = channels
     app[appkeys.REGISTRY] = registry
     app[appkeys.METRICS] = build_metrics(registry)
+    app[appkeys.LOCKOUT] = Lockout(settings, app[appkeys.METRICS])
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_clients)
     app.cleanup_ctx.append(_worker)

@@ -12,6 +12,7 @@ from receiver.catalog import CatalogHolder
 from receiver.config import Settings
 from receiver.db.engine import Database
 from receiver.ingest import Ingestor
+from receiver.lockout import Lockout
 from receiver.metrics import Metrics
 from receiver.notify.alertmanager import Escalator
 from receiver.notify.base import Notifier
@@ -37,4 +38,5 @@ ESCALATOR = web.AppKey("escalator", Escalator)
 PRUNER = web.AppKey("pruner", Pruner)
 TASKWATCH = web.AppKey("taskwatch", TaskWatch)  # declared tasks: missed and overrunning runs
 TELEGRAM = web.AppKey("telegram", TelegramNotifier)  # answers approval button presses
+LOCKOUT = web.AppKey("lockout", Lockout)  # failed logins: addresses refused for a while
 OPENAPI = web.AppKey("openapi", bytes)  # the document, built once at start-up

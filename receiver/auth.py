@@ -1,4 +1,5 @@
-"""Bearer and basic authentication, as Alertmanager's http_config sends them."""
+"""Bearer and basic authentication, as Alertmanager's http_config sends them; an address
+with too many wrong credentials is refused for a while (``receiver.lockout``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from receiver import appkeys
 from receiver.config import Settings
+from receiver.lockout import API
 
 # /api/v1/telegram/updates authenticates Telegram by its secret-token header instead (api.py).
 OPEN_PATHS = frozenset(
@@ -47,22 +50,44 @@ def authorized(settings: Settings, header: str | None) -> bool:
 
 
 def auth_middleware(settings: Settings) -> Middleware:
+    challenge = 'Bearer realm="autoheal"' if settings.auth_token else 'Basic realm="autoheal"'
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (
-            not is_page(request.path)  # the page logs people in itself (receiver.ui)
+            settings.has_credentials
+            and not is_page(request.path)  # the page logs people in itself (receiver.ui)
             and request.path not in OPEN_PATHS
-            and not authorized(settings, request.headers.get("Authorization"))
         ):
-            challenge = (
-                'Bearer realm="autoheal"' if settings.auth_token else 'Basic realm="autoheal"'
-            )
-            return web.json_response(
-                {"error": "unauthorized", "detail": "missing or wrong credentials"},
-                status=401,
-                headers={"WWW-Authenticate": challenge},
-            )
+            lockout = request.app[appkeys.LOCKOUT]
+            address = lockout.address(request)
+            # Refused before the credential is looked at: a right guess must not tell.
+            held = lockout.held(address, API)
+            if held is not None:
+                return _too_many(held)
+            header = request.headers.get("Authorization")
+            if not authorized(settings, header):
+                if header:  # a credential was tried (none at all guesses nothing)
+                    locked = await lockout.failed(request.app[appkeys.DATABASE], address, API)
+                    if locked is not None:
+                        return _too_many(locked)
+                return web.json_response(
+                    {"error": "unauthorized", "detail": "missing or wrong credentials"},
+                    status=401,
+                    headers={"WWW-Authenticate": challenge},
+                )
         response: web.StreamResponse = await handler(request)
         return response
 
     return middleware
+
+
+def _too_many(retry_after: int) -> web.Response:
+    return web.json_response(
+        {
+            "error": "too_many_failed_logins",
+            "detail": f"too many wrong credentials from this address: retry in {retry_after} s",
+        },
+        status=429,
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -97,6 +97,13 @@ class Settings(BaseModel):
     body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # How people reach autoheal's API: links to incidents in messages (default: listen).
     external_url: str | None = None
+    # Failed logins (the page's form, or an API request with a wrong credential) from one
+    # client address, across replicas: this many within the window refuse the address
+    # (429) until the oldest ages out (0: off). Behind a reverse proxy, name it (addresses
+    # or CIDRs, comma-separated) so the client is read from its X-Forwarded-For.
+    login_max_failures: int = Field(default=5, ge=0, le=10_000)
+    login_failure_window_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    trusted_proxies: str = ""
     # Notification channels; each is on when its settings are given (see README, Notify).
     telegram_token: SecretStr | None = None
     telegram_token_file: Path | None = None
@@ -220,6 +227,15 @@ class Settings(BaseModel):
             ("http://", "https://")
         ):
             raise ValueError("prometheus_url must be an http(s) URL")
+        try:
+            proxies = tuple(
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in self.trusted_proxies.split(",")
+                if part.strip()
+            )
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from exc
+        object.__setattr__(self, "_trusted_proxies", proxies)
         if self.blocked_by and not self.alertmanager_urls:
             raise ValueError("blocked_by needs alertmanager_url (the alerts are asked there)")
         object.__setattr__(self, "_blocked_by", parse_matchers(self.blocked_by, "blocked_by"))
@@ -272,6 +288,14 @@ class Settings(BaseModel):
     def blocked_matchers(self) -> tuple[Matcher, ...]:
         matchers: tuple[Matcher, ...] = self.__dict__["_blocked_by"]
         return matchers
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The reverse proxies whose X-Forwarded-For is believed (``trusted_proxies``)."""
+        networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = self.__dict__[
+            "_trusted_proxies"
+        ]
+        return networks
 
     @property
     def evidence_patterns(self) -> tuple[re.Pattern[str], ...]:

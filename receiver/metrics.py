@@ -101,6 +101,8 @@ class Metrics:
     task_run_seconds: Histogram
     task_last_success: Gauge
     task_state: Gauge
+    login_failures: Counter
+    login_refused: Counter
 
     def loaded(self, playbooks: Sequence[Playbook]) -> None:
         """A catalog was loaded: count it, and start each playbook's series (attempts, action
@@ -251,6 +253,17 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             "overrun)",
             ["task", "state"],
         ),
+        login_failures=counter(
+            "login_failures",
+            "Credentials that did not match, by where they were sent (ui: the page's login "
+            "form; api: a request's Authorization header)",
+            ["via"],
+        ),
+        login_refused=counter(
+            "login_refused",
+            "Requests refused (429) because their address had too many failed logins, by via",
+            ["via"],
+        ),
         truncated_fetched=counter(
             "truncated_alerts_fetched",
             "Alerts a webhook left out (truncatedAlerts), fetched from Alertmanager's API, by "
@@ -275,6 +288,9 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         metrics.guard_refusals.labels(guard.value)
     for result in ("complete", "partial"):
         metrics.evidence.labels(result)
+    for via in ("ui", "api"):
+        metrics.login_failures.labels(via)
+        metrics.login_refused.labels(via)
     for how in ResolveKind:
         metrics.incidents_resolved.labels(how.value)
     for outcome in VerifyOutcome:

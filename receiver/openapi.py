@@ -284,6 +284,7 @@ def build(app: web.Application) -> dict[str, Any]:
         statuses: dict[int, type[BaseModel] | str] = dict(op.responses)
         if not op.public:
             statuses.setdefault(401, Problem)
+            statuses.setdefault(429, Problem)  # too many wrong credentials from the address
             statuses.setdefault(503, Problem)  # the store is unavailable: retry later
         if op.body is not None:
             for status in BODY_ERRORS:

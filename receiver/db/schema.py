@@ -358,6 +358,20 @@ tasks = Table(
     Column("missed_due", UTCDateTime(), nullable=True),
 )
 
+login_failures = Table(
+    "login_failures",
+    metadata,
+    # A credential that did not match, by client address (the page's login form, or an API
+    # request that carried an Authorization header), across replicas. Rows older than the
+    # window are deleted as new ones come (never more than the window's worth).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(64), nullable=False),
+    Column("via", String(10), nullable=False),  # ui or api
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_login_failures_address_at", "address", "at"),
+    Index("ix_login_failures_at", "at"),
+)
+
 action_budget = Table(
     "action_budget",
     metadata,

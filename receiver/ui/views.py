@@ -22,6 +22,7 @@ from receiver.api.incidents import record_decision
 from receiver.approval import NotAwaiting
 from receiver.db import repo
 from receiver.domain import ErrorType, EscalationReason, IncidentStatus
+from receiver.lockout import UI
 from receiver.notify import announcer
 from receiver.taskwatch import standing
 from receiver.ui.session import Session, Sessions, csrf_ok
@@ -84,15 +85,20 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     return _login_page(request, _next(request.query.get("next")), failed=False)
 
 
-def _login_page(request: web.Request, target: str, *, failed: bool) -> web.StreamResponse:
+def _login_page(
+    request: web.Request, target: str, *, failed: bool, retry_after: int | None = None
+) -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     token = sessions.new_login_token()
+    status = 429 if retry_after is not None else 401 if failed else 200
     response = aiohttp_jinja2.render_template(
         "login.html",
         request,
-        {"next": target, "failed": failed, "csrf": token},
-        status=401 if failed else 200,
+        {"next": target, "failed": failed, "csrf": token, "retry_after": retry_after},
+        status=status,
     )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     sessions.keep_login_token(request, response, token)
     return response
 
@@ -105,8 +111,16 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = _next(str(form.get("next", "")))
     if not sessions.login_token_ok(request, str(form.get("csrf", ""))):
         raise web.HTTPForbidden(text="the login form is stale: reload it")
+    lockout, db = request.app[appkeys.LOCKOUT], request.app[appkeys.DATABASE]
+    address = lockout.address(request)
+    # Every replica's failures are read before the password is looked at: while the address
+    # is locked out even the right one is refused (else a guess would still tell).
+    held = await lockout.check(db, address, UI)
+    if held is not None:
+        return _login_page(request, target, failed=False, retry_after=held)
     if not user or not sessions.check_login(user, password):
-        return _login_page(request, target, failed=True)
+        locked = await lockout.failed(db, address, UI)
+        return _login_page(request, target, failed=True, retry_after=locked)
     response = web.HTTPSeeOther(target)
     sessions.start(request, response, user)
     raise response

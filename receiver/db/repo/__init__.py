@@ -13,6 +13,7 @@ The modules:
 - ``playbooks``: YAML synced in by name, counts;
 - ``guards``: cooldown, per-target lock and action budget rows; ``pause``: the pause row;
   ``quarantine``: targets no automatic action touches until lifted;
+- ``logins``: failed logins by client address (``receiver.lockout``);
 - ``outbox``: notifications queued with the state change, claimed and settled by the sender;
 - ``task_runs``: a scheduler's runs of its tasks (start, success, failure reports);
 - ``knowledge``: heal outcomes per (error type, signature, playbook); ``outcomes`` writes
@@ -24,6 +25,7 @@ from receiver.db.repo import (
     heal_logs,
     incidents,
     knowledge,
+    logins,
     outbox,
     outcomes,
     pause,
@@ -54,6 +56,7 @@ __all__ = [
     "knowledge",
     "list_incidents",
     "list_playbooks",
+    "logins",
     "next_due",
     "outbox",
     "outcomes",
