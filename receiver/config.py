@@ -104,6 +104,8 @@ class Settings(BaseModel):
     login_max_failures: int = Field(default=5, ge=0, le=10_000)
     login_failure_window_seconds: float = Field(default=300.0, gt=0, le=86_400)
     trusted_proxies: str = ""
+    # How often the page's live lists and an active incident refresh (with JavaScript on).
+    ui_refresh_seconds: int = Field(default=5, ge=2, le=3600)
     # Notification channels; each is on when its settings are given (see README, Notify).
     telegram_token: SecretStr | None = None
     telegram_token_file: Path | None = None

@@ -211,6 +211,139 @@ async def test_on_call_in_a_real_browser(
     ]
 
 
+async def _browser_login(page: Any, base: str) -> None:
+    await page.goto(f"{base}/ui/incidents")
+    await page.fill("input[name=user]", "ana")
+    await page.fill("input[name=password]", TOKEN)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/ui/incidents")
+
+
+@pytest.mark.timeout(120)
+async def test_live_refresh_in_a_real_browser(
+    make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: Any, chromium: str
+) -> None:
+    """With JavaScript on, the list and an active incident change in place (no reload: a
+    mark left on the window survives), not while someone types in a filter, and an
+    incident that ended stops refreshing."""
+    from playwright.async_api import async_playwright
+
+    svc = await make_service(
+        playbooks=playbooks_dir(restart_playbook(approval="required", verify_seconds=600)),
+        ui_refresh_seconds=2,
+    )
+    base = str(svc.client.make_url("")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            fetched: list[str] = []
+            page.on(
+                "request", lambda r: fetched.append(r.url) if r.resource_type == "fetch" else None
+            )
+            await _browser_login(page, base)
+            assert "No incident matches" in await page.inner_text("table.incidents")
+            await page.evaluate("window.stayed = true")
+
+            alert = oom_alert(make_alert, fp="live1", container="web1")
+            assert (await svc.post("/api/v1/alerts", alert)).status == 200
+            rows = "table.incidents a"
+            await page.wait_for_selector(rows, timeout=8000)
+            assert await page.locator(rows).count() == 1
+            assert await page.evaluate("window.stayed === true")  # swapped in place
+
+            # Someone typing in a filter is not interrupted: nothing changes under them.
+            await page.focus("input[name=target]")
+            await page.keyboard.type("local/")
+            second = oom_alert(make_alert, fp="live2", container="web2")
+            assert (await svc.post("/api/v1/alerts", second)).status == 200
+            await page.wait_for_timeout(5000)  # two and a half refresh periods
+            assert await page.locator(rows).count() == 1
+            assert await page.input_value("input[name=target]") == "local/"
+            await page.evaluate("document.activeElement.blur()")
+            await page.wait_for_selector(f"{rows} >> nth=1", timeout=8000)
+
+            # An incident awaiting a decision: approved elsewhere (the API), the page shows
+            # the repair and its verification without a reload.
+            await svc.settle()
+            (first,) = [i for i in await svc.incidents() if i["fingerprint"] == "live1"]
+            await page.goto(f"{base}/ui/incidents/{first['id']}")
+            assert "awaiting_approval" in await page.inner_text("dl.facts")
+            await page.evaluate("window.stayed = true")
+            approved = await svc.post(f"/api/v1/incidents/{first['id']}/approve", {"by": "bo"})
+            assert approved.status == 200
+            await svc.settle()
+            await page.wait_for_selector("dl.facts dd.status-verifying", timeout=8000)
+            assert "scripted ok on web1" in await page.inner_text(".timeline")
+            assert await page.evaluate("window.stayed === true")
+
+            # Ended: the page says so and stops asking.
+            ended = make_alert(status="resolved", alerts=[{"fingerprint": "live1"}])
+            assert (await svc.post("/api/v1/alerts", ended)).status == 200
+            await page.wait_for_selector("dl.facts dd.status-resolved", timeout=8000)
+            asked = len(fetched)
+            await page.wait_for_timeout(4500)
+            assert len(fetched) == asked, fetched[asked:]
+            assert errors == [], errors
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(120)
+async def test_every_decision_works_with_javascript_off(
+    make_service: Any, playbooks_dir: Any, make_alert: Any, scripted: Any, chromium: str
+) -> None:
+    from playwright.async_api import async_playwright
+
+    svc = await make_service(
+        playbooks=playbooks_dir(restart_playbook(approval="required", verify_seconds=600)),
+        ui_refresh_seconds=2,
+    )
+    for fp, name in (("nojs1", "db1"), ("nojs2", "db2")):
+        assert (
+            await svc.post("/api/v1/alerts", oom_alert(make_alert, fp=fp, container=name))
+        ).status == 200
+    await svc.settle()
+    base = str(svc.client.make_url("")).rstrip("/")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            context = await browser.new_context(java_script_enabled=False)
+            page = await context.new_page()
+            fetched: list[str] = []
+            page.on(
+                "request", lambda r: fetched.append(r.url) if r.resource_type == "fetch" else None
+            )
+            await _browser_login(page, base)
+            await page.wait_for_timeout(2500)  # past a refresh period: no script asked
+            assert fetched == []
+            await page.fill("input[name=target]", "container:db2")
+            await page.click(".filters button[type=submit]")
+            await page.click("table.incidents a")
+            await page.click("button.deny")
+            await page.wait_for_selector("p.done")
+            assert "escalated" in await page.inner_text("dl.facts")
+            await page.goto(f"{base}/ui/incidents?target=container:db1")
+            await page.click("table.incidents a")
+            await page.click("button.approve")
+            await page.wait_for_selector("p.done")
+            await page.click("nav >> text=Pause & quarantine")
+            await page.fill("input[name=reason]", "no script needed")
+            await page.click("form.pause button")
+            await page.wait_for_selector("p.paused")
+            await page.click("button.resume")
+            await page.wait_for_selector("form.pause")
+        finally:
+            await browser.close()
+    await svc.settle()
+    assert [c for _, c in scripted] == ["db1"]
+    decided = {i["target"]: i["status"] for i in await svc.incidents()}
+    assert decided == {"container:db1": "verifying", "container:db2": "escalated"}
+    assert (await svc.get_json("/api/v1/pause"))["status"] == "running"
+
+
 def test_artifacts_stay_out_of_the_repository() -> None:
     assert "test-artifacts/" in (ROOT / ".gitignore").read_text().splitlines()
 

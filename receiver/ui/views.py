@@ -46,7 +46,12 @@ def page(template: str) -> Callable[[View], Callable[[web.Request], Awaitable[An
             result = await view(request, session)
             if isinstance(result, web.StreamResponse):
                 return result
-            context = {"session": session, "path": request.path, "open": _open(request)}
+            context = {
+                "session": session,
+                "path": request.path,
+                "open": _open(request),
+                "refresh_seconds": request.app[appkeys.SETTINGS].ui_refresh_seconds,
+            }
             return aiohttp_jinja2.render_template(template, request, {**context, **result})
 
         return handler

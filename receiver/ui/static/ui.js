@@ -1,5 +1,6 @@
 // Live refresh: a page marked data-refresh="N" reloads its main part every N seconds,
-// unless someone is typing in it. The page works the same without this script.
+// unless someone is typing in it or the tab is hidden; it stops once the page says there is
+// nothing more to wait for (an incident that ended). The page works the same without it.
 (function () {
   "use strict";
   var main = document.getElementById("main");
@@ -17,9 +18,11 @@
         if (!html) { return; }
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("main");
-        if (fresh) { main.replaceChildren.apply(main, Array.from(fresh.childNodes)); }
+        if (!fresh) { return; }
+        main.replaceChildren.apply(main, Array.from(fresh.childNodes));
+        if (!fresh.dataset.refresh) { clearInterval(timer); }
       })
       .catch(function () { /* offline for a moment: try again next time */ });
   }
-  setInterval(refresh, every);
+  var timer = setInterval(refresh, every);
 })();
