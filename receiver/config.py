@@ -103,6 +103,9 @@ class Settings(BaseModel):
     # or CIDRs, comma-separated) so the client is read from its X-Forwarded-For.
     login_max_failures: int = Field(default=5, ge=0, le=10_000)
     login_failure_window_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Never locked out (as fail2ban's ignoreip): on one host, Alertmanager and a scheduler
+    # with a stale token share 127.0.0.1, and the stale one must not lock Alertmanager out.
+    login_exempt: str = "127.0.0.0/8,::1"
     trusted_proxies: str = ""
     # How often the page's live lists and an active incident refresh (with JavaScript on).
     ui_refresh_seconds: int = Field(default=5, ge=2, le=3600)
@@ -229,15 +232,10 @@ class Settings(BaseModel):
             ("http://", "https://")
         ):
             raise ValueError("prometheus_url must be an http(s) URL")
-        try:
-            proxies = tuple(
-                ipaddress.ip_network(part.strip(), strict=False)
-                for part in self.trusted_proxies.split(",")
-                if part.strip()
-            )
-        except ValueError as exc:
-            raise ValueError(f"trusted_proxies: {exc}") from exc
-        object.__setattr__(self, "_trusted_proxies", proxies)
+        object.__setattr__(
+            self, "_trusted_proxies", _networks(self.trusted_proxies, "trusted_proxies")
+        )
+        object.__setattr__(self, "_login_exempt", _networks(self.login_exempt, "login_exempt"))
         if self.blocked_by and not self.alertmanager_urls:
             raise ValueError("blocked_by needs alertmanager_url (the alerts are asked there)")
         object.__setattr__(self, "_blocked_by", parse_matchers(self.blocked_by, "blocked_by"))
@@ -290,6 +288,14 @@ class Settings(BaseModel):
     def blocked_matchers(self) -> tuple[Matcher, ...]:
         matchers: tuple[Matcher, ...] = self.__dict__["_blocked_by"]
         return matchers
+
+    @property
+    def login_exempt_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Client addresses never locked out for wrong credentials (``login_exempt``)."""
+        networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = self.__dict__[
+            "_login_exempt"
+        ]
+        return networks
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -363,6 +369,18 @@ class Settings(BaseModel):
                 f"refusing to listen on {self.listen} without credentials: "
                 "set AUTOHEAL_AUTH_TOKEN or AUTOHEAL_BASIC_AUTH, or listen on 127.0.0.1"
             )
+
+
+def _networks(value: str, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDRs."""
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in value.split(",")
+            if part.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, str]:

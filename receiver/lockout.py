@@ -11,6 +11,9 @@ login form reads the count before it checks a password; an API request reads onl
 this replica remembers of addresses it locked out (no store read on the hot path), so with
 N replicas an address gets at most ``login_max_failures + N - 1`` guesses per window.
 Only requests that carry an ``Authorization`` header count: a missing one guesses nothing.
+Loopback is exempt by default (``login_exempt``, as fail2ban's ignoreip): on one host every
+sender comes from 127.0.0.1, and a scheduler with a stale token must not lock Alertmanager
+out; such failures are still logged and counted.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ class Lockout:
         self.max_failures = settings.login_max_failures
         self.window = settings.login_failure_window_seconds
         self.proxies = settings.proxy_networks
+        self.exempt = settings.login_exempt_networks
         self.metrics = metrics
         self._until: dict[str, float] = {}  # address -> monotonic time its lockout ends
+        self._warned = False  # about a proxy in front while trusted_proxies is unset
 
     @property
     def on(self) -> bool:
@@ -53,7 +58,17 @@ class Lockout:
         nearest address in X-Forwarded-For that is not one (a client can put anything at
         the left of that header, so it is read from the right)."""
         peer = request.remote or "unknown"
-        if not self.proxies or not self._trusted(peer):
+        if not self.proxies:
+            if not self._warned and "X-Forwarded-For" in request.headers:
+                self._warned = True
+                log.warning(
+                    "requests come through a proxy (X-Forwarded-For from %s) but "
+                    "trusted_proxies is unset: failed logins are counted against the proxy's "
+                    "address (and not at all if it is exempt, as loopback is by default)",
+                    peer,
+                )
+            return _client(peer)
+        if not self._trusted(peer):
             return _client(peer)
         forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
         for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
@@ -67,6 +82,19 @@ class Lockout:
         except ValueError:
             return False
         return any(ip in net for net in self.proxies)
+
+    def counts(self, address: str) -> bool:
+        """Whether failures from this address (as ``address`` keys it) lock it out."""
+        if not self.on:
+            return False
+        try:
+            network = ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            return True
+        return not any(
+            network.version == ex.version and network.subnet_of(ex)  # type: ignore[arg-type]
+            for ex in self.exempt
+        )
 
     def held(self, address: str, via: str) -> int | None:
         """Seconds left of this address's lockout as this replica knows it, else None."""
@@ -85,7 +113,7 @@ class Lockout:
     async def check(self, db: Database, address: str, via: str) -> int | None:
         """Seconds left of this address's lockout, from the store (every replica's
         failures); for the login form, before a password is checked."""
-        if not self.on:
+        if not self.counts(address):
             return None
         held = self.held(address, via)
         if held is not None:
@@ -106,8 +134,8 @@ class Lockout:
         """Count a credential that did not match. Seconds this address is now locked out
         for, if this failure reached the limit."""
         self.metrics.login_failures.labels(via).inc()
-        if not self.on:
-            log.warning("credential refused (%s) from %s", via, address)
+        if not self.counts(address):
+            log.warning("credential refused (%s) from %s (not locked out)", via, address)
             return None
         now = datetime.now(UTC)
         try:
@@ -172,5 +200,7 @@ def _client(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
+        if ip.is_loopback:
+            return str(ip)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)

@@ -50,7 +50,10 @@ async def test_the_page_refuses_an_address_after_its_failures_until_they_age_out
     make_service: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     svc = await make_service(
-        basic_auth=f"ana:{PASSWORD}", login_max_failures=3, login_failure_window_seconds=1.5
+        basic_auth=f"ana:{PASSWORD}",
+        login_max_failures=3,
+        login_failure_window_seconds=1.5,
+        login_exempt="",
     )
     caplog.set_level(logging.WARNING, logger="receiver.lockout")
     assert (await ui_login(svc, "guess-1")).status == 401
@@ -84,7 +87,7 @@ async def test_the_page_refuses_an_address_after_its_failures_until_they_age_out
 
 
 async def test_the_api_counts_wrong_credentials_not_missing_ones(make_service: Any) -> None:
-    svc = await make_service(login_max_failures=3)
+    svc = await make_service(login_max_failures=3, login_exempt="")
     for _ in range(10):  # no credential guesses nothing: a probe is not locked out
         assert (await api(svc, None)).status == 401
     assert (await api(svc, TOKEN)).status == 200
@@ -106,8 +109,8 @@ async def test_the_api_counts_wrong_credentials_not_missing_ones(make_service: A
 
 
 async def test_replicas_count_failures_together(make_service: Any) -> None:
-    one = await make_service(basic_auth=f"ana:{PASSWORD}", login_max_failures=3)
-    two = await make_service(basic_auth=f"ana:{PASSWORD}", login_max_failures=3)
+    one = await make_service(basic_auth=f"ana:{PASSWORD}", login_max_failures=3, login_exempt="")
+    two = await make_service(basic_auth=f"ana:{PASSWORD}", login_max_failures=3, login_exempt="")
     assert (await ui_login(one, "guess-1")).status == 401
     assert (await api(two, "wrong")).status == 401
     assert (await ui_login(one, "guess-2")).status == 429  # the third, across both
@@ -130,11 +133,31 @@ async def test_behind_a_trusted_proxy_each_client_is_counted_apart(make_service:
 
 
 async def test_off_when_the_limit_is_zero(make_service: Any) -> None:
-    svc = await make_service(basic_auth=f"ana:{PASSWORD}", login_max_failures=0)
+    svc = await make_service(basic_auth=f"ana:{PASSWORD}", login_max_failures=0, login_exempt="")
     for i in range(8):
         assert (await ui_login(svc, f"guess-{i}")).status == 401
     assert (await ui_login(svc, PASSWORD)).status == 303
     assert await failures_stored(svc) == 0
+
+
+async def test_loopback_is_not_locked_out_by_default(
+    make_service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On one host every sender is 127.0.0.1: a scheduler with a stale token must not lock
+    Alertmanager out. Its failures are still logged and counted (and alerted on)."""
+    svc = await make_service()
+    caplog.set_level(logging.WARNING, logger="receiver.lockout")
+    for _ in range(8):
+        assert (await api(svc, "stale-token")).status == 401
+    assert (await api(svc, TOKEN)).status == 200
+    assert svc.sample("autoheal_login_failures_total", {"via": "api"}) == 8
+    assert await failures_stored(svc) == 0
+    assert "credential refused (api) from 127.0.0.1 (not locked out)" in caplog.text
+    # A proxy in front that nobody named: every client would look like it. Said once.
+    for _ in range(2):
+        forwarded = {"Authorization": "Bearer x", "X-Forwarded-For": "203.0.113.5"}
+        assert (await svc.client.get("/api/v1/incidents", headers=forwarded)).status == 401
+    assert caplog.text.count("trusted_proxies is unset") == 1
 
 
 def _lockout(**settings: Any) -> Lockout:
@@ -155,6 +178,7 @@ def _lockout(**settings: Any) -> Lockout:
         ("2001:db8::1", None, "2001:db8::/64"),  # a host holds a whole /64
         ("2001:db8::ffff:1", None, "2001:db8::/64"),
         ("::ffff:192.0.2.1", None, "192.0.2.1"),
+        ("::1", None, "::1"),  # loopback stays itself (exempt by default)
     ],
 )
 def test_the_address_counted(peer: str, forwarded: str | None, counted: str) -> None:
@@ -167,6 +191,27 @@ def test_the_address_counted(peer: str, forwarded: str | None, counted: str) -> 
 def test_trusted_proxies_must_be_addresses() -> None:
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_settings(None, trusted_proxies="10.0.0.0/8, proxy.internal")
+    with pytest.raises(ConfigError, match="login_exempt"):
+        load_settings(None, login_exempt="localhost")
+
+
+@pytest.mark.parametrize(
+    ("address", "counts"),
+    [
+        ("127.0.0.1", False),
+        ("127.9.9.9", False),
+        ("::1", False),
+        ("10.0.0.9", False),
+        ("10.1.0.9", True),
+        ("203.0.113.5", True),
+        ("2001:db8::/64", True),
+        ("fd00:1::/64", False),  # a /64 key within an exempt /48
+        ("unknown", True),
+    ],
+)
+def test_which_addresses_count(address: str, counts: bool) -> None:
+    lockout = _lockout(login_exempt="127.0.0.0/8, ::1, 10.0.0.0/16, fd00:1::/48")
+    assert lockout.counts(address) is counts
 
 
 async def test_a_lockout_is_remembered_only_for_its_time() -> None:
