@@ -5,7 +5,8 @@ ratio, so the figure means the same on a busy machine.
     python bench/ui_pages.py [--incidents 1000000] [--runs 20] [--keep DIR]
 
 The store is built with plain multi-row INSERTs (about a minute per million rows); --keep
-reuses one built before.
+reuses one built before. Each incident of the last 7 days (the outbox's retention) also gets
+a sent notice, as an escalation does, so the timeline reads its notices from a full outbox.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,7 +30,7 @@ from sqlalchemy import create_engine, func, insert, select
 
 from receiver.app import create_app
 from receiver.config import load_settings
-from receiver.db.schema import incidents
+from receiver.db.schema import incidents, outbox
 
 STATUSES = ["resolved"] * 90 + ["escalated"] * 8 + ["open", "awaiting_approval"]
 TYPES = ["DNS_FAIL", "DB_UNREACHABLE", "OOM", "SSL_FAIL", "TIMEOUT", "DISK_FULL", "UNKNOWN"]
@@ -76,8 +78,38 @@ def fill(path: Path, count: int) -> None:
     if batch:
         with engine.begin() as conn:
             conn.execute(insert(incidents), batch)
+    fill_outbox(engine, count, start, step)
     engine.dispose()
     print(f"filled {count - have} incidents in {time.perf_counter() - began:.0f} s")
+
+
+def fill_outbox(engine: Any, count: int, start: datetime, step: timedelta) -> None:
+    """A sent notice for every incident of the last 7 days (what the outbox keeps)."""
+    first = max(1, count - int(timedelta(days=7) / step))
+    rows = []
+    for i in range(first, count + 1):
+        at = start + step * (i - 1)
+        rows.append(
+            {
+                "channel": "telegram",
+                "event": "escalated",
+                "incident_id": i,
+                "payload": {"text": f"Incident {i} escalated: alert {i} on app-{i % 1000}"},
+                "status": "sent",
+                "attempts": 1,
+                "next_attempt_at": at,
+                "sent_at": at,
+                "created_at": at,
+            }
+        )
+        if len(rows) == 5000:
+            with engine.begin() as conn:
+                conn.execute(insert(outbox), rows)
+            rows.clear()
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(outbox), rows)
+    print(f"outbox: {count - first + 1} notices")
 
 
 async def measure(path: Path, runs: int, count: int) -> None:
@@ -100,6 +132,7 @@ async def measure(path: Path, runs: int, count: int) -> None:
         "target=local/app-7": "/ui/incidents?target=local%2Fapp-7",
         "last hour": "/ui/incidents?since_hours=1",
         "one incident": f"/ui/incidents/{count // 3}",
+        "one recent incident": f"/ui/incidents/{count - 100}",
     }
     try:
         async with ClientSession(str(server.make_url(""))) as http:

@@ -279,6 +279,8 @@ outbox = Table(
     Column("sent_at", UTCDateTime(), nullable=True),
     _now_col("created_at"),
     Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    # An incident's timeline lists its notices (the outbox keeps days of them).
+    Index("ix_outbox_incident_id", "incident_id"),
 )
 
 knowledge = Table(
