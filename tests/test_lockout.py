@@ -74,7 +74,9 @@ async def test_the_page_refuses_an_address_after_its_failures_until_they_age_out
     async def let_in() -> bool:
         return (await ui_login(svc, PASSWORD)).status == 303
 
+    caplog.set_level(logging.INFO, logger="receiver.ui.views")
     await until(let_in, 4, "the right password once the failures aged out")
+    assert "page login: ana from 127.0.0.1" in caplog.text
     assert (await api(svc, TOKEN)).status == 200
     # What was logged names the address and the count, never what was typed.
     text = "\n".join(r.getMessage() for r in caplog.records)

@@ -8,6 +8,7 @@ recorded with the logged-in person's name.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from receiver.notify import announcer
 from receiver.taskwatch import standing
 from receiver.ui.session import Session, Sessions, csrf_ok
 
+log = logging.getLogger(__name__)
 SESSIONS: web.AppKey[Sessions] = web.AppKey("ui_sessions", Sessions)
 FORM = web.RequestKey("ui_form", MultiDictProxy)  # a checked form, for its view
 PAGE = 50
@@ -128,6 +130,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, target, failed=True, retry_after=locked)
     response = web.HTTPSeeOther(target)
     sessions.start(request, response, user)
+    log.info("page login: %s from %s", user[:100], address)  # who decides is recorded too
     raise response
 
 
