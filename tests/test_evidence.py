@@ -262,6 +262,64 @@ async def test_escalation_message_summarises_the_evidence(
     assert "escalated notice to telegram: sent" in shown.stdout, shown.stdout
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@pytest.mark.usefixtures("programs")
+@pytest.mark.timeout(120)
+async def test_the_escalation_alert_in_alertmanager_carries_the_evidence(
+    podman: Any,
+    make_service: Any,
+    playbooks_dir: Any,
+    make_alert: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On-call reached through Alertmanager's routes (PagerDuty, e-mail) reads what the
+    container looked like too, not only Telegram; read once per action, not every round."""
+    import asyncio
+
+    from receiver import appkeys
+    from receiver.db import repo
+    from receiver.notify.alertmanager import Escalator
+    from tests.conftest import TOKEN
+    from tests.realprograms import start_alertmanager, stop_process
+    from tests.test_escalation import am_alerts
+
+    exited(podman, "broken-am", CRASHES_ALWAYS)
+    svc = await make_service(
+        docker_url=podman.url,
+        playbooks=playbooks_dir(
+            container_playbook("docker_start", "{container: broken-am, healthy_timeout: 0}")
+        ),
+    )
+    await svc.post("/api/v1/alerts", oom_alert(make_alert, container="broken-am"))
+    await svc.settle(30)
+    assert (await svc.only_incident())["status"] == "escalated"
+    hook = str(svc.client.make_url("/api/v1/alerts"))
+    am = await asyncio.to_thread(start_alertmanager, tmp_path / "am", hook, TOKEN)
+    try:
+        settings = svc.app[appkeys.SETTINGS].model_copy(update={"alertmanager_url": am.url})
+        escalator = Escalator(settings, svc.db)
+        reads: list[list[int]] = []
+        read = repo.heal_logs.last_evidence
+
+        async def counted(conn: Any, ids: list[int]) -> Any:
+            reads.append(list(ids))
+            return await read(conn, ids)
+
+        monkeypatch.setattr(repo.heal_logs, "last_evidence", counted)
+        async with escalator.running():
+            assert await escalator.post_round() == 1
+            assert await escalator.post_round() == 1
+        assert len(reads) == 1  # the second round posted what the first had read
+        (alert,) = await am_alerts(am.url)
+        said = alert["annotations"]["evidence"]
+        assert said.startswith("local/broken-am was exited (exit code 3)"), said
+        assert "fatal: config missing" in said and SECRET not in said
+        assert f"Before the repair: {said}" in alert["annotations"]["description"]
+    finally:
+        stop_process(am.process)
+
+
 # -- over SSH -------------------------------------------------------------------------------
 
 

@@ -19,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver import evidence
 from receiver.background import repeat, tasks
 from receiver.config import Settings
 from receiver.db import repo
@@ -33,6 +35,7 @@ ROUNDS_AHEAD = 4  # endsAt this many rounds after each post
 RESOLVED_ROUNDS = 3  # a resolve is posted this many rounds (one lost post is no matter)
 LIMIT = 5000  # escalated incidents per round, newest first
 SETTLE = 0.2  # seconds between a wake-up and the round it triggers
+EVIDENCE_CHUNK = 200  # incidents whose captures are read at once (each up to ~64 KiB)
 _SEVERITY = {"P1": "critical", "P2": "warning", "P3": "info"}
 
 
@@ -41,9 +44,10 @@ def _iso(moment: datetime) -> str:
 
 
 def escalation_alert(
-    row: Mapping[str, Any], incident_base_url: str, ends_at: datetime
+    row: Mapping[str, Any], incident_base_url: str, ends_at: datetime, before: str | None = None
 ) -> dict[str, Any]:
-    """The Alertmanager v2 alert for one incident (labels bounded to what routes need)."""
+    """The Alertmanager v2 alert for one incident (labels bounded to what routes need);
+    ``before``: what the evidence said of the target before the repair, if it was taken."""
     reason = row["escalation_reason"] or "unknown"
     labels = {
         "alertname": ESCALATION_ALERTNAME,
@@ -65,15 +69,20 @@ def escalation_alert(
         else "no repair was run"
     )
     description = f"{row['error_message'][:1000]}\nTried: {tried}. Stopped: {reason}."
+    if before:
+        description += f"\nBefore the repair: {before}"
     if row.get("escalation_detail"):
         description += f"\nNext step: {row['escalation_detail']}"
+    annotations = {
+        "summary": f"autoheal could not heal {row['task_name']}: {reason_words(reason)}",
+        "description": description,
+        "incident_url": url,
+    }
+    if before:
+        annotations["evidence"] = before
     return {
         "labels": labels,
-        "annotations": {
-            "summary": f"autoheal could not heal {row['task_name']}: {reason_words(reason)}",
-            "description": description,
-            "incident_url": url,
-        },
+        "annotations": annotations,
         "startsAt": _iso(row["created_at"]),
         "endsAt": _iso(ends_at),
         "generatorURL": url,
@@ -90,6 +99,10 @@ class Escalator:
         self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
+        # The evidence summary of each incident posted, by (id, when its last action
+        # started): read once per action, not every round (a capture can be 64 KiB; a round
+        # posts up to 5,000 incidents).
+        self._before: dict[tuple[int, datetime | None], str | None] = {}
 
     def wake(self) -> None:
         """An escalation was committed: post now rather than at the next round."""
@@ -123,12 +136,30 @@ class Escalator:
         since = now - timedelta(seconds=self.interval * RESOLVED_ROUNDS)
         async with self.db.reading() as conn:
             escalated, ended = await repo.escalations(conn, since, LIMIT)
+            before = await self._evidence(conn, escalated + ended)
         ends = now + timedelta(seconds=self.interval * ROUNDS_AHEAD)
-        alerts = [escalation_alert(r, self.incident_base_url, ends) for r in escalated]
-        alerts += [escalation_alert(r, self.incident_base_url, r["resolved_at"]) for r in ended]
+        base = self.incident_base_url
+        alerts = [escalation_alert(r, base, ends, before.get(r["id"])) for r in escalated]
+        alerts += [escalation_alert(r, base, r["resolved_at"], before.get(r["id"])) for r in ended]
         if alerts:
             await asyncio.gather(*(self._post(url, alerts) for url in self.urls))
         return len(alerts)
+
+    async def _evidence(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]]
+    ) -> dict[int, str | None]:
+        """What the evidence said before each incident's last repair; read from the heal
+        logs only for incidents not posted before as they are now."""
+        keys = {(r["id"], r["last_action_at"]) for r in rows}
+        kept = {k: v for k, v in self._before.items() if k in keys}
+        missing = [k for k in keys if k not in kept]
+        for start in range(0, len(missing), EVIDENCE_CHUNK):
+            chunk = missing[start : start + EVIDENCE_CHUNK]
+            found = await repo.heal_logs.last_evidence(conn, [i for i, _ in chunk])
+            for key in chunk:
+                kept[key] = evidence.summary(found.get(key[0]))
+        self._before = kept
+        return {i: text for (i, _), text in kept.items()}
 
     async def _post(self, base: str, alerts: list[dict[str, Any]]) -> None:
         from receiver.retry import TransientError, with_retries

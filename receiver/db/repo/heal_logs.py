@@ -91,3 +91,20 @@ async def incident_heal_logs(conn: AsyncConnection, incident_id: int) -> list[di
         )
     ).all()
     return [dict(r._mapping) for r in rows]
+
+
+async def last_evidence(
+    conn: AsyncConnection, incident_ids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Each incident's latest evidence (the capture before its last action that took one)."""
+    if not incident_ids:
+        return {}
+    rows = await conn.execute(
+        select(heal_logs.c.incident_id, heal_logs.c.evidence)
+        .where(
+            heal_logs.c.incident_id.in_(list(incident_ids)),
+            heal_logs.c.evidence.is_not(None),
+        )
+        .order_by(heal_logs.c.id)
+    )
+    return {row.incident_id: row.evidence for row in rows}  # the newest wins
