@@ -182,7 +182,11 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
             ["outcome"],
         ),
         escalations=counter("escalations", "Incidents escalated, by reason", ["reason"]),
-        guard_refusals=counter("guard_refusals", "Actions a guard held back, by guard", ["guard"]),
+        guard_refusals=counter(
+            "guard_refusals",
+            "Actions a guard held back, by guard (each hold once, not each recheck of it)",
+            ["guard"],
+        ),
         evidence=counter(
             "evidence_captures",
             "Evidence captured before an action: complete, or partial (a part failed or timed "

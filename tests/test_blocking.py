@@ -151,7 +151,26 @@ async def test_a_blocking_alert_holds_the_action_until_it_ends(
     log = (await svc.incident(incident["id"]))["heal_logs"][0]
     assert (log["result"], log["reason"]) == ("skipped", "blocked")
     assert "blocked by firing DeployInProgress" in log["result_output"]
-    assert svc.sample("autoheal_guard_refusals_total", {"guard": "blocked"}) >= 1
+
+    async def blocked_logs(rechecks: int) -> list[str]:
+        for _ in range(rechecks):  # each a look at Alertmanager, 0.2 s apart
+            await asyncio.sleep(0.25)
+            await svc.settle()
+        found = await svc.incident(incident["id"])
+        return [g["result_output"] for g in found["heal_logs"] if g["reason"] == "blocked"]
+
+    # Rechecked while the deploy goes on: the same hold is logged and counted once.
+    assert len(await blocked_logs(4)) == 1
+    assert svc.sample("autoheal_guard_refusals_total", {"guard": "blocked"}) == 1
+    # Another blocking alert: what holds it changed, and that is said.
+    await am.fire(alertname="DeployDatabase", service="db")
+    await until(lambda: am.active("DeployDatabase"), 10, "second deploy alert active")
+    # (the answer about blocking alerts is reused for 2 s: a few rechecks later)
+    said = await until(lambda: _two(blocked_logs(2)), 10, "the new hold logged")
+    assert len(said) == 2 and "DeployDatabase, DeployInProgress" in said[1], said
+    assert svc.sample("autoheal_guard_refusals_total", {"guard": "blocked"}) == 2
+    await am.end(alertname="DeployDatabase", service="db")
+    await until(lambda: _none(am.active("DeployDatabase")), 10, "second deploy alert ended")
 
     await am.end(alertname="DeployInProgress", service="db")
     await until(lambda: _none(am.active("DeployInProgress")), 10, "deploy alert ended")
@@ -166,6 +185,11 @@ async def test_a_blocking_alert_holds_the_action_until_it_ends(
 
 async def _none(pending: Any) -> bool:
     return not await pending
+
+
+async def _two(pending: Any) -> Any:
+    found = await pending
+    return found if len(found) >= 2 else None
 
 
 async def test_alertmanager_unreachable_fails_closed_or_open(

@@ -16,7 +16,7 @@ from receiver import appkeys
 from receiver.client import Client
 from receiver.errors import PlaybookError
 from receiver.tasks import Task, TaskModel, TaskState, expect, load_tasks
-from tests.conftest import TOKEN, playbook_yaml
+from tests.conftest import TOKEN, playbook_yaml, until
 from tests.test_cli import autoheal
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -186,8 +186,13 @@ async def test_a_run_past_max_duration_is_run_too_long(
     assert await watch_of(svc).check(now + 31 * MIN) >= 1
     (incident,) = [i for i in await svc.incidents() if i["error_type"] == "RUN_TOO_LONG"]
     assert "long-one" in incident["error_message"]
-    await svc.settle()
-    assert (await svc.incident(incident["id"]))["status"] == "escalated"  # alert_only
+
+    # The replica's own worker runs too (worker=True, for the task watch): wait for it
+    # rather than race it with settle().
+    async def escalated() -> bool:
+        return bool((await svc.incident(incident["id"]))["status"] == "escalated")
+
+    await until(escalated, 10, "the alert_only playbook escalated it")
     assert await client.asuccess("run_auto_import_task", run="long-one")
     assert (await svc.incident(incident["id"]))["status"] == "resolved"
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The newest revision in migrations/versions; tests/test_store.py checks it against Alembic.
-HEAD_REVISION = "0020"
+HEAD_REVISION = "0021"
 # Any fixed number: replicas starting together take turns through the upgrade.
 _PG_LOCK_ID = 0x6175746F6865616C
 

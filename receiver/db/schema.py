@@ -149,6 +149,9 @@ incidents = Table(
     Column("target", String(300), nullable=True),
     Column("escalation_reason", String(50), nullable=True),
     Column("escalation_detail", Text, nullable=True),  # what would have helped, in words
+    # The guard holding the action back and what it said, as last logged: a recheck that
+    # finds the same hold (a blocking alert still firing) logs and counts nothing new.
+    Column("hold", String(500), nullable=True),
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("verify_deadline", UTCDateTime(), nullable=True),
     Column("lease_owner", String(100), nullable=True),

@@ -68,8 +68,10 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
     if isinstance(d, Escalate):
         _escalate(w, row, d)
     elif isinstance(d, Defer):
-        w.log(row, d.plan, HealResult.SKIPPED, d.guard.value, d.output)  # the guard names it
-        w.effects.refusals[d.guard] += 1
+        hold = f"{d.guard.value}: {d.output}"[:500]
+        if row.get("hold") != hold:  # a recheck that finds the same hold says nothing new
+            w.log(row, d.plan, HealResult.SKIPPED, d.guard.value, d.output)  # the guard names it
+            w.effects.refusals[d.guard] += 1
         w.update(
             incident_id,
             {
@@ -78,6 +80,7 @@ def decision(w: Writes, row: Row, d: Decision, lease: timedelta) -> int | None:
                 "target": d.plan.target or None,
                 "next_attempt_at": d.until,
                 "wake_at_occurrences": d.wake_at,
+                "hold": hold,
                 "updated_at": w.now,
             },
         )
@@ -108,6 +111,7 @@ def _start(w: Writes, row: Row, d: Start, lease: timedelta) -> int:
             "lease_owner": w.owner,
             "lease_until": w.now + lease,
             "wake_at_occurrences": None,
+            "hold": None,
         },
     )
     if w.notify is not None and w.notify.healing:
@@ -137,6 +141,7 @@ def _escalate(w: Writes, row: Row, d: Escalate) -> None:
         w.update(row["id"], {"escalation_detail": d.detail})
     if d.quarantine is not None and d.plan is not None:
         w.quarantine(row, d.plan, d.quarantine)
+    w.update(row["id"], {"hold": None})
     playbook_id = d.plan.playbook_id if d.plan is not None else None
     w.escalate(row, d.reason, playbook_id, announce=d.announce)
 
@@ -159,6 +164,7 @@ def _ask(w: Writes, row: Row, d: AskApproval) -> None:
             "playbook_id": plan.playbook_id,
             "target": plan.target,
             "next_attempt_at": d.deadline,
+            "hold": None,
             "updated_at": w.now,
         },
     )
