@@ -91,6 +91,7 @@ class HealWorker:
         )
         self._wake = asyncio.Event()
         self._busy = 0  # actions started whose outcome is not stored yet
+        self._polling = asyncio.Lock()
         self._actions: set[asyncio.Task[None]] = set()
         self._finished: collections.deque[Done] = collections.deque()
         self._has_finished = asyncio.Event()
@@ -132,6 +133,13 @@ class HealWorker:
     async def poll_once(self) -> int:
         """Claim what is due (as many as there are free slots), move each one step on, and
         start the actions that may run. Returns how many incidents were claimed."""
+        # One poll at a time: ``drain`` beside the running loop (tests) waits for the
+        # loop's poll to have started its actions, instead of finding them leased and
+        # not yet counted busy and taking that for "nothing due".
+        async with self._polling:
+            return await self._poll()
+
+    async def _poll(self) -> int:
         free = self.settings.worker_concurrency - self._busy
         if free <= 0:
             return 0
