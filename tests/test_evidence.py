@@ -14,7 +14,7 @@ from receiver.config import load_settings
 from receiver.errors import ConfigError
 from receiver.evidence import DEFAULT_REDACT, Redaction, compile_patterns, summary, tail
 from receiver.logs import REDACTED
-from tests.conftest import oom_alert, playbook_yaml
+from tests.conftest import oom_alert, playbook_yaml, until
 from tests.test_cli import autoheal
 from tests.test_notify import with_telegram
 from tests.test_ssh import hosts
@@ -293,7 +293,8 @@ async def test_the_escalation_alert_in_alertmanager_carries_the_evidence(
     )
     await svc.post("/api/v1/alerts", oom_alert(make_alert, container="broken-am"))
     await svc.settle(30)
-    assert (await svc.only_incident())["status"] == "escalated"
+    incident = await svc.only_incident()
+    assert incident["status"] == "escalated"
     hook = str(svc.client.make_url("/api/v1/alerts"))
     am = await asyncio.to_thread(start_alertmanager, tmp_path / "am", hook, TOKEN)
     try:
@@ -307,11 +308,12 @@ async def test_the_escalation_alert_in_alertmanager_carries_the_evidence(
             return await read(conn, ids)
 
         monkeypatch.setattr(repo.heal_logs, "last_evidence", counted)
-        async with escalator.running():
+        async with escalator.running():  # its loop posts a first round at once
+            (alert,) = await until(lambda: am_alerts(am.url), 20, "escalation in Alertmanager")
+            assert reads == [[incident["id"]]]
             assert await escalator.post_round() == 1
             assert await escalator.post_round() == 1
-        assert len(reads) == 1  # the second round posted what the first had read
-        (alert,) = await am_alerts(am.url)
+        assert len(reads) == 1  # later rounds posted what the first had read
         said = alert["annotations"]["evidence"]
         assert said.startswith("local/broken-am was exited (exit code 3)"), said
         assert "fatal: config missing" in said and SECRET not in said
