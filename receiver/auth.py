@@ -60,14 +60,14 @@ def auth_middleware(settings: Settings) -> Middleware:
             and request.path not in OPEN_PATHS
         ):
             lockout = request.app[appkeys.LOCKOUT]
-            address = lockout.address(request)
             # Refused before the credential is looked at: a right guess must not tell.
-            held = lockout.held(address, API)
+            held = lockout.refusing(request, API)
             if held is not None:
                 return _too_many(held)
             header = request.headers.get("Authorization")
             if not authorized(settings, header):
                 if header:  # a credential was tried (none at all guesses nothing)
+                    address = lockout.address(request)
                     locked = await lockout.failed(request.app[appkeys.DATABASE], address, API)
                     if locked is not None:
                         return _too_many(locked)

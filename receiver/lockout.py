@@ -96,6 +96,13 @@ class Lockout:
             for ex in self.exempt
         )
 
+    def refusing(self, request: web.Request, via: str) -> int | None:
+        """``held`` for a request's address. Every API request asks, so while this replica
+        has locked nobody out (nearly always) no address is worked out at all."""
+        if not self._until:
+            return None
+        return self.held(self.address(request), via)
+
     def held(self, address: str, via: str) -> int | None:
         """Seconds left of this address's lockout as this replica knows it, else None."""
         if not self.on:
