@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,79 +39,73 @@ TYPES = ["DNS_FAIL", "DB_UNREACHABLE", "OOM", "SSL_FAIL", "TIMEOUT", "DISK_FULL"
 
 
 def fill(path: Path, count: int) -> None:
+    """``count`` incidents over 90 days, and the outbox's 7 days of notices (each filled
+    only when missing, so a kept store is reused as it is)."""
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         have = conn.scalar(select(func.count()).select_from(incidents)) or 0
-    if have >= count:
-        print(f"store has {have} incidents already")
-        return
-    rng = random.Random(7)
+        notices = conn.scalar(select(func.count()).select_from(outbox)) or 0
     start = datetime.now(UTC) - timedelta(days=90)
     step = timedelta(days=90) / count
     began = time.perf_counter()
-    batch = []
-    for i in range(have, count):
-        at = start + step * i
-        status = rng.choice(STATUSES)
-        batch.append(
-            {
-                "dedup_key": None,
-                "source": "alertmanager",
-                "task_name": f"Alert{i % 50}",
-                "error_type": TYPES[i % len(TYPES)],
-                "error_message": f"alert {i} on app-{i % 1000}",
-                "severity": "P2",
-                "status": status,
-                "escalation_reason": "no_playbook" if status == "escalated" else None,
-                "retry_count": 0,
-                "occurrences": 1,
-                "target": f"local/app-{i % 1000}",
-                "labels": {"alertname": f"Alert{i % 50}", "container": f"app-{i % 1000}"},
-                "annotations": {},
-                "created_at": at,
-                "updated_at": at,
-                "last_seen_at": at,
-            }
-        )
-        if len(batch) == 5000:
-            with engine.begin() as conn:
-                conn.execute(insert(incidents), batch)
-            batch.clear()
-    if batch:
-        with engine.begin() as conn:
-            conn.execute(insert(incidents), batch)
-    fill_outbox(engine, count, start, step)
+    if have >= count:
+        print(f"store has {have} incidents already")
+    else:
+        rng = random.Random(7)
+        rows = (_incident(i, start + step * i, rng.choice(STATUSES)) for i in range(have, count))
+        added = insert_batched(engine, incidents, rows)
+        print(f"filled {added} incidents in {time.perf_counter() - began:.0f} s")
+    if not notices:
+        first = max(1, count - int(timedelta(days=7) / step))
+        rows = (_notice(i, start + step * (i - 1)) for i in range(first, count + 1))
+        print(f"outbox: {insert_batched(engine, outbox, rows)} notices")
     engine.dispose()
-    print(f"filled {count - have} incidents in {time.perf_counter() - began:.0f} s")
 
 
-def fill_outbox(engine: Any, count: int, start: datetime, step: timedelta) -> None:
-    """A sent notice for every incident of the last 7 days (what the outbox keeps)."""
-    first = max(1, count - int(timedelta(days=7) / step))
-    rows = []
-    for i in range(first, count + 1):
-        at = start + step * (i - 1)
-        rows.append(
-            {
-                "channel": "telegram",
-                "event": "escalated",
-                "incident_id": i,
-                "payload": {"text": f"Incident {i} escalated: alert {i} on app-{i % 1000}"},
-                "status": "sent",
-                "attempts": 1,
-                "next_attempt_at": at,
-                "sent_at": at,
-                "created_at": at,
-            }
-        )
-        if len(rows) == 5000:
-            with engine.begin() as conn:
-                conn.execute(insert(outbox), rows)
-            rows.clear()
-    if rows:
+def insert_batched(engine: Any, table: Any, rows: Iterable[dict[str, Any]]) -> int:
+    """Plain multi-row INSERTs, 5,000 rows a transaction; the rows written."""
+    written, rows = 0, iter(rows)
+    while batch := list(itertools.islice(rows, 5000)):
         with engine.begin() as conn:
-            conn.execute(insert(outbox), rows)
-    print(f"outbox: {count - first + 1} notices")
+            conn.execute(insert(table), batch)
+        written += len(batch)
+    return written
+
+
+def _incident(i: int, at: datetime, status: str) -> dict[str, Any]:
+    return {
+        "dedup_key": None,
+        "source": "alertmanager",
+        "task_name": f"Alert{i % 50}",
+        "error_type": TYPES[i % len(TYPES)],
+        "error_message": f"alert {i} on app-{i % 1000}",
+        "severity": "P2",
+        "status": status,
+        "escalation_reason": "no_playbook" if status == "escalated" else None,
+        "retry_count": 0,
+        "occurrences": 1,
+        "target": f"local/app-{i % 1000}",
+        "labels": {"alertname": f"Alert{i % 50}", "container": f"app-{i % 1000}"},
+        "annotations": {},
+        "created_at": at,
+        "updated_at": at,
+        "last_seen_at": at,
+    }
+
+
+def _notice(incident_id: int, at: datetime) -> dict[str, Any]:
+    """A sent escalation notice, as the outbox keeps it."""
+    return {
+        "channel": "telegram",
+        "event": "escalated",
+        "incident_id": incident_id,
+        "payload": {"text": f"Incident {incident_id} escalated: alert {incident_id}"},
+        "status": "sent",
+        "attempts": 1,
+        "next_attempt_at": at,
+        "sent_at": at,
+        "created_at": at,
+    }
 
 
 async def measure(path: Path, runs: int, count: int) -> None:
