@@ -232,6 +232,26 @@ async def test_a_missing_container_is_said_in_the_evidence(
     assert "nobody-here" in log["evidence"]["errors"][0]
 
 
+async def escalated_on_a_broken_container(
+    podman: Any, make_service: Any, playbooks_dir: Any, make_alert: Any, name: str, **settings: Any
+) -> tuple[Any, dict[str, Any]]:
+    """A container whose every start fails, an alert on it, and the incident escalated after
+    its start was tried (with evidence taken before)."""
+    exited(podman, name, CRASHES_ALWAYS)
+    svc = await make_service(
+        docker_url=podman.url,
+        playbooks=playbooks_dir(
+            container_playbook("docker_start", f"{{container: {name}, healthy_timeout: 0}}")
+        ),
+        **settings,
+    )
+    await svc.post("/api/v1/alerts", oom_alert(make_alert, container=name))
+    await svc.settle(30)
+    incident = await svc.only_incident()
+    assert incident["status"] == "escalated", incident
+    return svc, incident
+
+
 async def test_escalation_message_summarises_the_evidence(
     podman: Any,
     make_service: Any,
@@ -240,18 +260,9 @@ async def test_escalation_message_summarises_the_evidence(
     telegram: Any,
     store_url: str,
 ) -> None:
-    exited(podman, "broken", CRASHES_ALWAYS)
-    svc = await make_service(
-        docker_url=podman.url,
-        playbooks=playbooks_dir(
-            container_playbook("docker_start", "{container: broken, healthy_timeout: 0}")
-        ),
-        **with_telegram(telegram),
+    svc, incident = await escalated_on_a_broken_container(
+        podman, make_service, playbooks_dir, make_alert, "broken", **with_telegram(telegram)
     )
-    await svc.post("/api/v1/alerts", oom_alert(make_alert, container="broken"))
-    await svc.settle(30)
-    incident = await svc.only_incident()
-    assert incident["status"] == "escalated", incident
     await svc.deliver()
     (message,) = [m["text"] for m in telegram.delivered if "Escalated" in m["text"]]
     assert "Before the repair: local/broken was exited (exit code 3)" in message
@@ -284,17 +295,9 @@ async def test_the_escalation_alert_in_alertmanager_carries_the_evidence(
     from tests.realprograms import start_alertmanager, stop_process
     from tests.test_escalation import am_alerts
 
-    exited(podman, "broken-am", CRASHES_ALWAYS)
-    svc = await make_service(
-        docker_url=podman.url,
-        playbooks=playbooks_dir(
-            container_playbook("docker_start", "{container: broken-am, healthy_timeout: 0}")
-        ),
+    svc, incident = await escalated_on_a_broken_container(
+        podman, make_service, playbooks_dir, make_alert, "broken-am"
     )
-    await svc.post("/api/v1/alerts", oom_alert(make_alert, container="broken-am"))
-    await svc.settle(30)
-    incident = await svc.only_incident()
-    assert incident["status"] == "escalated"
     hook = str(svc.client.make_url("/api/v1/alerts"))
     am = await asyncio.to_thread(start_alertmanager, tmp_path / "am", hook, TOKEN)
     try:
